@@ -1,0 +1,51 @@
+# xcalab: `make run` (the notebook sequence on XCA-Synth at the teach preset) and `make test` (everything CI runs).
+# Both create .venv on first use: torch==2.13.0 (CPU wheel) first, then the package with its extras.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.xcalab-installed
+
+# Notebook kernels: the venv's python3 kernel, smoke sizes without progress bars in tests.
+# Never export MPLBACKEND here: it removes inline figures from executed notebooks.
+export JUPYTER_PREFER_ENV_PATH := 1
+export PYTHONHASHSEED := 0
+export OMP_NUM_THREADS ?= 2
+
+.PHONY: setup run test lint unit notebooks nbval lab clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[notebooks,test]"
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/xcalab notebooks --preset teach --out build/notebooks --fig-dir figures
+
+test: setup lint unit notebooks nbval
+	@echo "make test: all green"
+
+lint: setup
+	$(BIN)/ruff check xcalab tests notebooks
+	$(BIN)/nbstripout --verify --extra-keys "metadata.papermill cell.metadata.papermill" notebooks/*.ipynb
+
+unit: setup
+	$(BIN)/pytest -q tests/unit
+
+notebooks: setup
+	rm -rf build/executed
+	XCALAB_SMOKE=1 TQDM_DISABLE=1 $(BIN)/pytest -q -s tests/notebooks/test_execute.py
+
+nbval: setup
+	XCALAB_SMOKE=1 TQDM_DISABLE=1 $(BIN)/pytest -q -p no:python --nbval-lax --nbval-current-env \
+		--nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 600 build/executed/
+
+lab: setup
+	$(BIN)/jupyter lab notebooks/
+
+clean:
+	rm -rf build .pytest_cache .ruff_cache

@@ -1,0 +1,67 @@
+"""setup(): preset choice, smoke from the environment, seeding, device, the banner; runtime helpers."""
+
+import numpy as np
+import pytest
+import torch
+
+import xcalab
+from xcalab.notebook import banner, markdown_table, package_map, setup
+from xcalab.runtime import resolve_device, seed_everything
+
+
+def test_setup_picks_preset_and_prints_one_banner(capsys, monkeypatch, tmp_path):
+    monkeypatch.delenv("XCALAB_SMOKE", raising=False)
+    cfg = setup(SMOKE=False, SEED=3, DEVICE="cpu", PRESET="teach", FIG_DIR=str(tmp_path))
+    out = capsys.readouterr().out.strip().splitlines()
+    assert cfg.name == "teach" and cfg.seed == 3 and cfg.device == "cpu" and cfg.fig_dir == tmp_path
+    assert out == [f"xcalab {xcalab.__version__} | torch {torch.__version__} | device cpu | preset teach | seed 3 | smoke=False"]
+
+
+def test_smoke_parameter_or_environment_forces_smoke(monkeypatch):
+    monkeypatch.delenv("XCALAB_SMOKE", raising=False)
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    assert setup(SMOKE=True, PRESET="paper", quiet=True).name == "smoke"
+    import os
+
+    assert os.environ["TQDM_DISABLE"] == "1"
+    monkeypatch.setenv("XCALAB_SMOKE", "1")
+    assert setup(SMOKE=False, PRESET="paper", quiet=True).name == "smoke"
+    monkeypatch.setenv("XCALAB_SMOKE", "0")
+    assert setup(SMOKE=False, PRESET="paper", quiet=True).name == "paper"
+
+
+def test_setup_seeds_everything(monkeypatch):
+    monkeypatch.delenv("XCALAB_SMOKE", raising=False)
+    setup(SEED=11, quiet=True)
+    a = (np.random.rand(3), torch.rand(3))
+    setup(SEED=11, quiet=True)
+    b = (np.random.rand(3), torch.rand(3))
+    assert np.array_equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    seed_everything(12)
+    assert not torch.equal(torch.rand(3), b[1])
+
+
+def test_banner_matches_sanitizer_rule():
+    import re
+
+    from xcalab.config import get_preset
+
+    rule = re.compile(r"(?m)^xcalab .*\| smoke=\w+$")
+    assert rule.fullmatch(banner(get_preset("smoke")))
+
+
+def test_resolve_device():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA"):
+            resolve_device("cuda")
+    with pytest.raises(ValueError, match="device must be"):
+        resolve_device("mps")
+
+
+def test_markdown_table_and_package_map():
+    assert markdown_table([("a", "x|y")], ["k", "v"]).splitlines() == ["| k | v |", "|---|---|", "| a | x\\|y |"]
+    modules = dict(package_map())
+    assert modules["xcalab.data.annotations"].startswith("Annotations")
+    assert all(doc for doc in modules.values()), "every module opens with a docstring"

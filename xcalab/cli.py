@@ -1,0 +1,91 @@
+"""The ``xcalab`` command.
+
+    xcalab notebooks [--preset teach] [--smoke] [--out build/notebooks] [--fig-dir figures] [NAME ...]
+    xcalab inspect PATH [--fps F]      read a cine (DICOM XA, frame folder, .npy) and describe it
+
+Each sub-command is a thin wrapper over a package function, so everything it does can be done from
+a notebook too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from xcalab.config import PRESETS, REPO_ROOT
+from xcalab.errors import XcalabInputError
+
+
+def _cmd_notebooks(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from xcalab.notebook import execute_notebook, list_notebooks
+
+    notebooks = list_notebooks()
+    if args.names:
+        notebooks = [p for p in notebooks if any(p.name.startswith(n) for n in args.names)]
+    if not notebooks:
+        print("no notebook matches", " ".join(args.names), file=sys.stderr)
+        return 2
+    out, fig_dir = Path(args.out).resolve(), Path(args.fig_dir).resolve()
+    params = {"PRESET": args.preset, "SMOKE": args.smoke, "SEED": args.seed, "FIG_DIR": str(fig_dir)}
+    timings = []
+    start = time.perf_counter()
+    for src in tqdm(notebooks, desc=f"notebooks ({'smoke' if args.smoke else args.preset})", unit="nb"):
+        dst, seconds = execute_notebook(src, out, params)
+        timings.append((src.name, seconds))
+    print(f"\nExecuted {len(timings)} notebooks in {time.perf_counter() - start:.0f} s:")
+    for name, seconds in timings:
+        print(f"  {seconds:7.1f} s  {out / name}")
+    figures = sorted(fig_dir.glob("*.png"))
+    print(f"Figures: {len(figures)} PNG files in {fig_dir}")
+    print("Open them in JupyterLab with `make lab`.")
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from xcalab.data.io import read_sequence
+
+    seq = read_sequence(args.path, fps=args.fps)
+    print(seq)
+    print(f"  duration {seq.duration:.2f} s, grey levels {np.percentile(seq.frames, [1, 50, 99]).round(3).tolist()} (1/50/99 %)")
+    for key, value in sorted(seq.meta.items()):
+        print(f"  {key}: {value}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xcalab", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("notebooks", help="execute the numbered notebooks with papermill")
+    p.add_argument("names", nargs="*", help="notebook name prefixes (e.g. 00 01); default: all")
+    p.add_argument("--preset", choices=PRESETS, default="teach")
+    p.add_argument("--smoke", action="store_true", help="smoke sizes (what CI runs)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=str(REPO_ROOT / "build" / "notebooks"))
+    p.add_argument("--fig-dir", default=str(REPO_ROOT / "figures"))
+    p.set_defaults(func=_cmd_notebooks)
+
+    p = sub.add_parser("inspect", help="read a cine and describe it")
+    p.add_argument("path", help="DICOM XA file, folder of frames, or .npy")
+    p.add_argument("--fps", type=float, default=None, help="frame rate, when the file does not carry one")
+    p.set_defaults(func=_cmd_inspect)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except XcalabInputError as err:
+        print(f"xcalab: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
