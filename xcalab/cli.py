@@ -54,6 +54,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     print(seq)
     print(f"  duration {seq.duration:.2f} s, grey levels {np.percentile(seq.frames, [1, 50, 99]).round(3).tolist()} (1/50/99 %)")
     for key, value in sorted(seq.meta.items()):
+        if isinstance(value, list) and len(value) > 6:  # e.g. the file list of a frame folder
+            value = f"[{', '.join(map(str, value[:3]))}, ... {len(value)} items]"
         print(f"  {key}: {value}")
     return 0
 

@@ -1,0 +1,36 @@
+"""The xcalab command: inspect a cine, clear errors, notebook selection."""
+
+import numpy as np
+
+from xcalab.cli import main
+from xcalab.data.io import Sequence, write_dicom
+
+
+def test_inspect_a_dicom_cine(tmp_path, capsys):
+    frames = np.linspace(0, 1, 3 * 8 * 8, dtype=np.float32).reshape(3, 8, 8)
+    path = write_dicom(Sequence(frames, fps=15.0, video_id="demo"), tmp_path / "demo.dcm")
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "Sequence('demo', 3 frames of 8x8 at 15 fps)" in out and "modality: XA" in out
+
+
+def test_inspect_bad_input_is_one_clear_line(tmp_path, capsys):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("hello")
+    assert main(["inspect", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("xcalab: ") and "notes.txt" in err and len(err.strip().splitlines()) == 1
+
+
+def test_inspect_shortens_long_lists(tmp_path, capsys):
+    from PIL import Image
+
+    for i in range(8):
+        Image.fromarray(np.full((4, 4), 30 * i, dtype=np.uint8)).save(tmp_path / f"f{i}.png")
+    assert main(["inspect", str(tmp_path), "--fps", "10"]) == 0
+    assert "... 8 items]" in capsys.readouterr().out
+
+
+def test_notebooks_unknown_name(capsys):
+    assert main(["notebooks", "77_nothing"]) == 2
+    assert "no notebook matches" in capsys.readouterr().err
