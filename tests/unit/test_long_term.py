@@ -1,0 +1,171 @@
+"""Long-term attention (eqs. 5-6): the four modes' formulas, masked BatchNorm, gradients."""
+
+import pytest
+import torch
+
+from xcalab.models import LongTermAttention
+
+S = 6  # tiny maps: 6 x 6 = 36 features per step
+
+
+def set_relu_identity_sa(module: LongTermAttention) -> None:
+    """Known SA weights that make SA(Y) = sigmoid(ReLU(Y)) exactly (in eval mode).
+
+    conv 1 -> 8 and conv 8 -> 16 pass channel 0 through (centre tap 1, rest 0); each BatchNorm has running
+    mean 0 and running variance 1 - eps, so it divides by sqrt(1) = 1; the 1 x 1 conv keeps channel 0.
+    """
+    conv1, bn1, _, conv2, bn2, _, conv3, _ = module.spatial
+    with torch.no_grad():
+        for conv in (conv1, conv2):
+            conv.weight.zero_()
+            conv.bias.zero_()
+            conv.weight[0, 0, 1, 1] = 1.0
+        for bn in (bn1, bn2):
+            bn.running_mean.zero_()
+            bn.running_var.fill_(1.0 - bn.eps)
+            bn.weight.fill_(1.0)
+            bn.bias.zero_()
+        conv3.weight.zero_()
+        conv3.bias.zero_()
+        conv3.weight[0, 0, 0, 0] = 1.0
+    module.eval()
+
+
+def maps_to_features(maps: torch.Tensor) -> torch.Tensor:
+    """(B, T, S, S) -> (B, S*S, T), row-major."""
+    return maps.flatten(2).transpose(1, 2)
+
+
+def test_mode_none_is_identity_and_has_no_parameters():
+    module = LongTermAttention("none", map_size=S)
+    x = torch.randn(2, S * S, 4)
+    out = module(x)
+    assert out.features is x and out.attention is None and out.temporal is None
+    assert not list(module.parameters())
+
+
+def test_sa_on_a_hand_checkable_input():
+    # Pixels of value 0 and 2: A = sigmoid(ReLU(0)) = 0.5 and sigmoid(2);
+    # out = X * (1 + A) = 0 and 2 (1 + sigmoid(2)).
+    module = LongTermAttention("SA", map_size=S)
+    set_relu_identity_sa(module)
+    maps = torch.zeros(1, 2, S, S)
+    maps[0, 1, 2, 3] = 2.0
+    out = module(maps_to_features(maps))
+    attention = out.attention.transpose(1, 2).reshape(1, 2, S, S)
+    features = out.features.transpose(1, 2).reshape(1, 2, S, S)
+    assert attention[0, 0].eq(0.5).all()
+    assert attention[0, 1, 2, 3].item() == pytest.approx(1 / (1 + torch.e**-2.0))
+    assert features[0, 1, 2, 3].item() == pytest.approx(2 * (1 + 1 / (1 + torch.e**-2.0)))
+    assert features.count_nonzero() == 1
+
+
+def test_modes_follow_their_formulas():
+    torch.manual_seed(0)
+    x = torch.randn(2, S * S, 5)
+
+    def relu_sa(y):
+        return torch.sigmoid(torch.relu(y))
+
+    # SA: out = X (1 + SA(X)), residual Y = X
+    sa = LongTermAttention("SA", map_size=S)
+    set_relu_identity_sa(sa)
+    out = sa(x)
+    torch.testing.assert_close(out.attention, relu_sa(x))
+    torch.testing.assert_close(out.features, x * (1 + relu_sa(x)))
+    assert out.temporal is None and out.residual is x
+
+    # TA: out = X (1 + sigmoid(TA(X))), TA = the ConvLSTM's raw top hidden maps
+    ta = LongTermAttention("TA", map_size=S)
+    out = ta(x)
+    raw = maps_to_features(ta.temporal(x.transpose(1, 2).reshape(2, 5, 1, S, S)).squeeze(2))
+    torch.testing.assert_close(out.temporal, raw)
+    assert raw.abs().max() < 1  # bounded hidden state, no sigmoid applied to TA itself
+    torch.testing.assert_close(out.features, x * (1 + torch.sigmoid(raw)))
+
+    # STA: A = SA(X + TA(X)) with a raw TA; the gate multiplies X, not X + TA
+    sta = LongTermAttention("STA", map_size=S)
+    set_relu_identity_sa(sta)
+    out = sta(x)
+    raw = maps_to_features(sta.temporal(x.transpose(1, 2).reshape(2, 5, 1, S, S)).squeeze(2))
+    torch.testing.assert_close(out.residual, x + raw)
+    torch.testing.assert_close(out.attention, relu_sa(x + raw))
+    torch.testing.assert_close(out.features, x * (1 + relu_sa(x + raw)))
+
+
+def test_sta_gradcheck_float64_train_mode():
+    torch.manual_seed(1)
+    module = LongTermAttention("STA", map_size=4, hidden_channels=(2, 1), sa_channels=(2, 3)).double().train()
+    x = torch.randn(2, 16, 3, dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+
+    # Check the input and two weights deep in the path (the ConvLSTM's first gates, SA's first conv).
+    names = ("temporal.cells.0.gates.weight", "spatial.0.weight")
+    weights = tuple(dict(module.named_parameters())[n].detach().clone().requires_grad_() for n in names)
+
+    def run(inp, *w):
+        out = torch.func.functional_call(module, dict(zip(names, w)), (inp, mask))
+        return out.features, out.attention
+
+    assert torch.autograd.gradcheck(run, (x, *weights), eps=1e-6, atol=1e-6)
+
+
+def test_sta_gradcheck_float64_eval_mode_reference_sizes():
+    torch.manual_seed(2)
+    module = LongTermAttention("STA", map_size=4).double().eval()
+    x = torch.randn(1, 16, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda inp: module(inp).features, (x,), eps=1e-6, atol=1e-6)
+
+
+def test_padding_never_changes_valid_steps_with_masked_batchnorm():
+    torch.manual_seed(3)
+    alone_x = torch.randn(2, S * S, 4, dtype=torch.float64)
+    padded_x = torch.cat([alone_x, 50 * torch.randn(2, S * S, 3, dtype=torch.float64)], dim=2)
+    mask = torch.tensor([[True] * 4 + [False] * 3] * 2)
+    alone = LongTermAttention("STA", map_size=S).double().train()
+    padded = LongTermAttention("STA", map_size=S).double().train()
+    padded.load_state_dict(alone.state_dict())
+
+    a = alone(alone_x, torch.ones(2, 4, dtype=torch.bool))
+    p = padded(padded_x, mask)
+    for name in ("features", "attention", "temporal", "residual"):
+        torch.testing.assert_close(getattr(p, name)[..., :4], getattr(a, name), rtol=0, atol=1e-12)
+    assert (p.attention[..., 4:] == 0).all() and (p.temporal[..., 4:] == 0).all()
+    # BatchNorm's running statistics saw the same (valid) maps
+    for key, value in alone.state_dict().items():
+        torch.testing.assert_close(padded.state_dict()[key], value, rtol=0, atol=1e-12)
+
+    # The reference's BN over padding: zero padding shifts the batch statistics, hence the valid outputs.
+    reference = LongTermAttention("STA", map_size=S, bn_over_padding=True).double().train()
+    reference.load_state_dict(alone.state_dict())
+    zero_padded = torch.cat([alone_x, torch.zeros(2, S * S, 3, dtype=torch.float64)], dim=2)
+    r = reference(zero_padded, mask)
+    assert not torch.allclose(r.features[..., :4], a.features)
+
+
+def test_bn_over_padding_runs_every_step_like_real_ones():
+    torch.manual_seed(4)
+    x = torch.randn(2, S * S, 5)
+    mask = torch.tensor([[True] * 5, [True, True, True, False, False]])
+    module = LongTermAttention("STA", map_size=S, bn_over_padding=True).train()
+    # With every step treated as valid the result is the same: the mask is ignored.
+    torch.testing.assert_close(module(x, mask).features, module(x).features)
+
+
+@pytest.mark.parametrize("mode", ["TA", "SA", "STA"])
+def test_every_parameter_gets_a_gradient(mode):
+    torch.manual_seed(5)
+    module = LongTermAttention(mode, map_size=S).train()
+    mask = torch.tensor([[True] * 4, [True, True, True, False]])
+    out = module(torch.randn(2, S * S, 4), mask)
+    (out.features.square().sum() + out.residual.sum()).backward()
+    params = dict(module.named_parameters())
+    assert params
+    assert (module.temporal is None) == (mode == "SA") and (module.spatial is None) == (mode == "TA")
+    for name, p in params.items():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+def test_wrong_feature_size_is_a_clear_error():
+    with pytest.raises(ValueError, match="expected 4096"):
+        LongTermAttention()(torch.zeros(1, 100, 3))

@@ -1,0 +1,65 @@
+"""The STA-IPCon model, one module per idea, in the order the features flow (seed paper Sec. III):
+
+- ``convlstm``     ConvLSTM, the recurrence behind temporal attention (eq. 1)
+- ``long_term``    long-term attention: TA, SA, STA and the gate X * (1 + A) (eqs. 5-6)
+- ``contrastive``  imagewise contrast with the soft-nearest-neighbour loss (eqs. 9-10) and the
+                   patchwise projection (Sec. III-F)
+- ``short_term``   temporal-conv embedding and the local-attention transformer pyramid (eqs. 7-8)
+- ``heads``        classification and boundary-regression heads (Sec. III-G)
+
+Shapes: features are (B, 4096, T), one row-major 64 x 64 map per step; masks are (B, T) bool with
+True at valid steps (videos are left-aligned and right-padded).
+"""
+
+from xcalab.models.contrastive import (
+    ContrastOutput,
+    ImagewiseContrast,
+    PatchwiseOutput,
+    PatchwiseProjection,
+    foreground_background,
+    patchwise_projection,
+    sample_near_apex,
+    soft_nearest_neighbour_loss,
+)
+from xcalab.models.convlstm import ConvLSTM, ConvLSTMCell
+from xcalab.models.heads import ClassificationHead, RegressionHead, Scale
+from xcalab.models.long_term import LongTermAttention, LongTermOutput, SpatialAttention
+from xcalab.models.short_term import (
+    AffineDropPath,
+    ChannelLayerNorm,
+    LocalMultiHeadAttention,
+    MaskedConv1d,
+    PyramidOutput,
+    TemporalConvEmbedding,
+    TransformerBlock,
+    TransformerPyramid,
+    local_attention,
+)
+
+__all__ = [
+    "AffineDropPath",
+    "ChannelLayerNorm",
+    "ClassificationHead",
+    "ContrastOutput",
+    "ConvLSTM",
+    "ConvLSTMCell",
+    "ImagewiseContrast",
+    "LocalMultiHeadAttention",
+    "LongTermAttention",
+    "LongTermOutput",
+    "MaskedConv1d",
+    "PatchwiseOutput",
+    "PatchwiseProjection",
+    "PyramidOutput",
+    "RegressionHead",
+    "Scale",
+    "SpatialAttention",
+    "TemporalConvEmbedding",
+    "TransformerBlock",
+    "TransformerPyramid",
+    "foreground_background",
+    "local_attention",
+    "patchwise_projection",
+    "sample_near_apex",
+    "soft_nearest_neighbour_loss",
+]
