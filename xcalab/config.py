@@ -72,6 +72,100 @@ class FeatureConfig:
 
 
 @dataclass(frozen=True)
+class ModelConfig:
+    """The detector (seed paper Sec. III; spec sta-ipcon.md Sec. 1.2 and 3). Every ablation is a switch.
+
+    long_term          "none" | "TA" | "SA" | "STA": long-term attention (Table IV); "STA" is the paper's
+    imagewise          imagewise contrast ICon (needs SA or STA: it reads the attention map A; Table V)
+    patchwise          patchwise projection PCon (Table V)
+    short_term         the stem transformers (Table IV's "w/o S-T" rows turn it off)
+    channels           width C of the transformer pyramid and heads (paper 512)
+    n_levels           pyramid levels, strides 1, 2, 4, ... (paper 6)
+    n_heads            attention heads (paper 4)
+    half_window        local attention reaches +-w steps (paper 2: n_mha_win_size 4 -> 5 keys)
+    drop_path          stochastic depth of the transformer blocks (paper 0.1)
+    head_layers        conv layers per head, the last one included (paper 3)
+    contrast_hidden    ICon projection widths 4096 -> hidden -> dim (paper 1024 -> 256)
+    contrast_dim
+    temperature        tau of the soft-nearest-neighbour loss, eq. 10 (reference 1)
+    regression_ranges  per level, the range of max(left, right) distances it regresses (grid units)
+    centre_radius      centre sampling radius in strides (paper 1.5)
+    paper_compatible   reproduce the reference where it is wrong: BatchNorm over padding, padding leaking
+                       into convolutions, and PCon's random unlearned bias (off: xcalab's fixes)
+    """
+
+    long_term: str = "STA"
+    imagewise: bool = True
+    patchwise: bool = True
+    short_term: bool = True
+    channels: int = 512
+    n_levels: int = 6
+    n_heads: int = 4
+    half_window: int = 2
+    drop_path: float = 0.1
+    head_layers: int = 3
+    contrast_hidden: int = 1024
+    contrast_dim: int = 256
+    temperature: float = 1.0
+    regression_ranges: tuple[tuple[float, float], ...] = (
+        (0, 4), (4, 8), (8, 16), (16, 32), (32, 64), (64, 10000))
+    centre_radius: float = 1.5
+    paper_compatible: bool = False
+
+    def __post_init__(self) -> None:
+        if self.long_term not in ("none", "TA", "SA", "STA"):
+            raise ValueError(f"long_term must be 'none', 'TA', 'SA' or 'STA', got {self.long_term!r}")
+        if self.imagewise and self.long_term not in ("SA", "STA"):
+            raise ValueError("imagewise contrast (ICon) needs long_term 'SA' or 'STA': it splits maps by the attention A")
+        if len(self.regression_ranges) != self.n_levels:
+            raise ValueError(f"need one regression range per level ({self.n_levels}), got {len(self.regression_ranges)}")
+
+    def ablation(self, **switches) -> ModelConfig:
+        """A copy with some switches changed, e.g. ``cfg.ablation(long_term="none", imagewise=False, patchwise=False)``."""
+        return dataclasses.replace(self, **switches)
+
+
+#: All switches off: the ActionFormer baseline (Table II, Table IV "Baseline").
+ACTIONFORMER = {"long_term": "none", "imagewise": False, "patchwise": False, "short_term": True}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation (spec sta-ipcon.md Sec. 1.2 and 3.10); defaults are the reference's.
+
+    epochs             epochs trained, warm-up included (reference 45 + 5 = 50)
+    warmup_epochs      linear warm-up from 0 (reference 5)
+    cosine_epochs      horizon of the cosine decay after warm-up (reference 45 + 10 = 55: training stops
+                       before the cosine reaches its end, at lr ~7.9e-6)
+    lr, weight_decay   AdamW (reference 1e-4, 0.05)
+    batch_size         videos per step (reference 2)
+    clip_grad          global L2 norm (reference 1.0)
+    ema_decay          model EMA (reference 0.999)
+    max_seq_len        training crop length in feature steps (reference 128)
+    crop_ratio         random crop to [0.9, 1.0] of a short video (reference)
+    trunc_thresh       keep a cropped action if this share of it stays (reference 0.5)
+    contrast_epochs    epochs with the contrastive loss on (reference 0, 2, 4, 6, 8)
+    contrast_weight    its weight (reference 1)
+    select_after       model selection looks at EMA checkpoints from this epoch on (reference 30)
+    """
+
+    epochs: int = 50
+    warmup_epochs: int = 5
+    cosine_epochs: int = 55
+    lr: float = 1e-4
+    weight_decay: float = 0.05
+    batch_size: int = 2
+    clip_grad: float = 1.0
+    ema_decay: float = 0.999
+    max_seq_len: int = 128
+    crop_ratio: tuple[float, float] = (0.9, 1.0)
+    trunc_thresh: float = 0.5
+    contrast_epochs: tuple[int, ...] = (0, 2, 4, 6, 8)
+    contrast_weight: float = 1.0
+    select_after: int = 30
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything one run needs. Build it with ``get_preset(name)``; change it with ``replace``.
 
@@ -81,6 +175,8 @@ class Config:
     setting       problem setting 0 / 1 / 2 (seed paper eqs. 14, 19, 20); 0 is the paper's
     synth         size of the XCA-Synth benchmark
     features      the feature grid
+    model         the detector and its ablation switches
+    train         optimisation
     frames_shown  how many frames a notebook strip shows
     data_dir      where generated data sets go (git-ignored)
     fig_dir       where figures are written
@@ -92,6 +188,8 @@ class Config:
     setting: int = 0
     synth: SynthConfig = field(default_factory=lambda: _SYNTH["teach"])
     features: FeatureConfig = field(default_factory=FeatureConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     frames_shown: int = 8
     data_dir: Path = REPO_ROOT / "data" / "cache"
     fig_dir: Path = REPO_ROOT / "figures"
@@ -114,6 +212,22 @@ _SYNTH = {
 }
 
 
+# The detector: the paper's sizes for "paper"; narrower and shorter for a CPU. Which switches are on is the
+# same in every preset (the full STA-IPCon); ablations change them with ``ModelConfig.ablation``.
+_MODEL = {
+    "smoke": ModelConfig(channels=32, n_heads=2, contrast_hidden=64, contrast_dim=32, drop_path=0.0),
+    "teach": ModelConfig(channels=128, n_heads=4, contrast_hidden=256, contrast_dim=64),
+    "paper": ModelConfig(),
+}
+_TRAIN = {
+    "smoke": TrainConfig(epochs=4, warmup_epochs=1, cosine_epochs=4, lr=1e-3, max_seq_len=32,
+                         contrast_epochs=(0, 2), select_after=2),
+    "teach": TrainConfig(epochs=30, warmup_epochs=3, cosine_epochs=33, lr=5e-4, max_seq_len=64,
+                         contrast_epochs=(0, 2, 4, 6), select_after=18),
+    "paper": TrainConfig(),
+}
+
+
 def get_preset(name: str, **changes) -> Config:
     """The preset called ``name`` ("smoke", "teach" or "paper"), with optional field changes.
 
@@ -122,5 +236,5 @@ def get_preset(name: str, **changes) -> Config:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     frames_shown = {"smoke": 4, "teach": 8, "paper": 8}[name]
-    cfg = Config(name=name, synth=_SYNTH[name], frames_shown=frames_shown)
+    cfg = Config(name=name, synth=_SYNTH[name], model=_MODEL[name], train=_TRAIN[name], frames_shown=frames_shown)
     return cfg.replace(**changes) if changes else cfg

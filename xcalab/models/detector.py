@@ -1,0 +1,165 @@
+"""The keyframe detector: STA-IPCon, and the ActionFormer baseline when every switch is off.
+
+Data flow (seed paper Fig. 2; spec sta-ipcon.md Sec. 3.0), for a batch of B feature sequences:
+
+    X (B, 4096, T) --long-term attention--> X1 = X * (1 + A)          A from TA (ConvLSTM), SA or STA
+         |                                   Y = X + TA(X)
+         +--imagewise contrast (training)--> L_con from g(Y * A) vs g(Y * (1 - A)) near the apex
+    X1 --patchwise projection--> X2 = ReLU(corr(X1, 5x5 patch of step 0))
+    X2 --temporal-conv embedding + local-window transformer pyramid--> 6 levels (B, C, T / 2^l)
+       --shared heads--> class logits (B, 2, T_l) and boundary offsets (B, 2, T_l) per level
+
+Every ablation of the paper's Tables IV and V is a ``ModelConfig`` switch; with long_term="none",
+imagewise=False and patchwise=False the network is ActionFormer (Table II's baseline).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from xcalab.config import ModelConfig
+from xcalab.models.contrastive import (
+    ContrastOutput,
+    ImagewiseContrast,
+    PatchwiseProjection,
+    foreground_background,
+)
+from xcalab.models.heads import ClassificationHead, RegressionHead
+from xcalab.models.long_term import LongTermAttention
+from xcalab.models.short_term import TransformerPyramid
+
+
+class DetectorOutput(NamedTuple):
+    """What ``KeyframeDetector`` returns.
+
+    cls_logits   per level l, (B, n_classes, T_l) logits (read through a sigmoid, one per class)
+    offsets      per level l, (B, 2, T_l) distances to the left and right boundary, >= 0, in level strides
+    masks        per level l, (B, T_l) bool, True at valid steps
+    contrast     ``ContrastOutput`` with the ICon loss when it was asked for, else None
+    attention    with ``return_attention=True``: every attention map by name (see ``KeyframeDetector``),
+                 batch-first and padded; ``attention_of(b)`` cuts one video's maps to its length
+    """
+
+    cls_logits: list[Tensor]
+    offsets: list[Tensor]
+    masks: list[Tensor]
+    contrast: ContrastOutput | None
+    attention: dict[str, Tensor] | None
+
+    def attention_of(self, b: int) -> dict[str, Tensor]:
+        """Video b's attention maps, un-padded: time axes cut to the video's valid length per level."""
+        if self.attention is None:
+            raise ValueError("no attention was captured: call the model with return_attention=True")
+        out = {}
+        for name, value in self.attention.items():
+            if name.startswith("transformer/level"):
+                level = int(name.split("level")[1].split(".")[0])
+                out[name] = value[b, :, : int(self.masks[level][b].sum())]
+            elif name == "patch_centre":
+                out[name] = value[b]
+            else:  # step maps (B, T, S, S)
+                out[name] = value[b, : int(self.masks[0][b].sum())]
+        return out
+
+
+class KeyframeDetector(nn.Module):
+    """STA-IPCon (Zhang et al., IEEE TMI 2023) with every ablation as a switch.
+
+    feature_dim  features per step (64 x 64 = 4096)
+    map_size     side of each step's map (64)
+    n_classes    actions (2: filling, disappearing)
+    cfg          ``ModelConfig``
+
+    ``forward(features (B, D, T), mask (B, T), segments=None, labels=None, contrast=False,
+    return_attention=False, generator=None) -> DetectorOutput``. With ``contrast=True`` (training
+    epochs that use L_con) ``segments`` (B tensors (N_b, 2), ground truth in steps) and ``labels``
+    (B tensors (N_b,)) feed the imagewise contrast. ``generator`` seeds the random draws (ICon samples,
+    PCon patch).
+
+    Attention maps (``return_attention=True``), each (B, T, S, S) unless said otherwise:
+      "TA"            the ConvLSTM output TA(X) (modes TA, STA)
+      "A"             the long-term attention map that gates X (modes TA, SA, STA); also under its mode's name
+      "foreground"    (X + TA) * A, "background" (X + TA) * (1 - A)   (modes SA, STA: what ICon contrasts)
+      "patchwise"     the PCon response, "patch_centre" (B, 2) its patch (when patchwise)
+      "transformer/level{l}.block{j}"  (B, heads, T_l, 2w + 1) local attention weights
+    """
+
+    def __init__(self, cfg: ModelConfig, feature_dim: int = 4096, map_size: int = 64, n_classes: int = 2):
+        super().__init__()
+        if map_size * map_size != feature_dim:
+            raise ValueError(f"feature_dim {feature_dim} is not map_size^2 = {map_size}^2")
+        self.cfg = cfg
+        self.map_size = map_size
+        reference = cfg.paper_compatible
+        self.long_term = LongTermAttention(cfg.long_term, map_size, bn_over_padding=reference)
+        self.imagewise = (
+            ImagewiseContrast(feature_dim, cfg.contrast_hidden, cfg.contrast_dim, cfg.temperature)
+            if cfg.imagewise else None
+        )
+        self.patchwise = PatchwiseProjection(map_size=map_size, random_bias=reference) if cfg.patchwise else None
+        self.pyramid = TransformerPyramid(
+            feature_dim, cfg.channels, n_levels=cfg.n_levels, n_heads=cfg.n_heads, half_window=cfg.half_window,
+            drop_path=cfg.drop_path, short_term=cfg.short_term, mask_padding=not reference,
+        )
+        self.cls_head = ClassificationHead(cfg.channels, n_classes, cfg.head_layers, mask_padding=not reference)
+        self.reg_head = RegressionHead(cfg.channels, cfg.n_levels, cfg.head_layers, mask_padding=not reference)
+
+    @property
+    def strides(self) -> list[int]:
+        """Stride of each pyramid level in feature steps: 1, 2, 4, ..."""
+        return [2**level for level in range(self.cfg.n_levels)]
+
+    def forward(
+        self,
+        features: Tensor,
+        mask: Tensor,
+        segments: list[Tensor] | None = None,
+        labels: list[Tensor] | None = None,
+        contrast: bool = False,
+        return_attention: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> DetectorOutput:
+        attention: dict[str, Tensor] = {}
+        long_term = self.long_term(features, mask)
+
+        contrast_out = None
+        if contrast and self.imagewise is not None:
+            if segments is None or labels is None:
+                raise ValueError("the imagewise contrast needs the ground-truth segments and labels")
+            contrast_out = self.imagewise(long_term.residual, long_term.attention, mask, segments, labels, generator)
+
+        x = long_term.features
+        if self.patchwise is not None:
+            patch = self.patchwise(x, generator=generator)
+            x = patch.features
+
+        pyramid = self.pyramid(x, mask, return_attention=return_attention)
+        cls_logits = self.cls_head(pyramid.features, pyramid.masks)
+        offsets = self.reg_head(pyramid.features, pyramid.masks)
+
+        if return_attention:
+            maps = self._as_maps
+            if long_term.temporal is not None:
+                attention["TA"] = maps(long_term.temporal)
+            if long_term.attention is not None:
+                attention["A"] = attention[self.cfg.long_term] = maps(long_term.attention)
+                if self.cfg.long_term in ("SA", "STA"):
+                    fg, bg = foreground_background(long_term.residual, long_term.attention)
+                    attention["foreground"], attention["background"] = maps(fg), maps(bg)
+            if self.patchwise is not None:
+                attention["patchwise"], attention["patch_centre"] = maps(patch.features), patch.centre
+            for name, weights in (pyramid.attention or {}).items():
+                attention[f"transformer/{name}"] = weights
+        return DetectorOutput(cls_logits, offsets, pyramid.masks, contrast_out, attention if return_attention else None)
+
+    def _as_maps(self, x: Tensor) -> Tensor:
+        """(B, S*S, T) -> (B, T, S, S), detached: attention maps are for looking at."""
+        return x.detach().transpose(1, 2).reshape(x.shape[0], x.shape[2], self.map_size, self.map_size)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
