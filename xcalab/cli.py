@@ -1,7 +1,10 @@
 """The ``xcalab`` command.
 
+    xcalab simulate --preset {smoke,teach,paper} --seed N [--out DIR] [--workers K] [--dicom]
     xcalab notebooks [--preset teach] [--smoke] [--out build/notebooks] [--fig-dir figures] [NAME ...]
     xcalab inspect PATH [--fps F]      read a cine (DICOM XA, frame folder, .npy) and describe it
+
+``xcalab COMMAND --help`` shows a command's options.
 
 Each sub-command is a thin wrapper over a package function, so everything it does can be done from
 a notebook too.
@@ -10,6 +13,7 @@ a notebook too.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 import time
 from pathlib import Path
@@ -60,9 +64,17 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Commands whose options live with the code they run: ``xcalab NAME ARGS`` calls ``module.main(ARGS)``.
+FORWARDED = {
+    "simulate": ("xcalab.data.synth.benchmark", "build the XCA-Synth benchmark of a preset (resumable, parallel)"),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xcalab", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    for name, (_, help_text) in FORWARDED.items():
+        sub.add_parser(name, help=help_text, add_help=False)
 
     p = sub.add_parser("notebooks", help="execute the numbered notebooks with papermill")
     p.add_argument("names", nargs="*", help="notebook name prefixes (e.g. 00 01); default: all")
@@ -81,8 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        if argv and argv[0] in FORWARDED:
+            return importlib.import_module(FORWARDED[argv[0]][0]).main(argv[1:])
+        args = build_parser().parse_args(argv)
         return args.func(args)
     except XcalabInputError as err:
         print(f"xcalab: {err}", file=sys.stderr)

@@ -34,3 +34,12 @@ def test_inspect_shortens_long_lists(tmp_path, capsys):
 def test_notebooks_unknown_name(capsys):
     assert main(["notebooks", "77_nothing"]) == 2
     assert "no notebook matches" in capsys.readouterr().err
+
+
+def test_simulate_is_forwarded(tmp_path):
+    from xcalab.data.synth import load_benchmark
+
+    out = tmp_path / "build"
+    assert main(["simulate", "--preset", "smoke", "--seed", "1", "--out", str(out), "--quiet"]) == 0
+    bench = load_benchmark(out)
+    assert len(bench.annotations) == 8

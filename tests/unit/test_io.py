@@ -463,3 +463,14 @@ def test_read_sequence_bad_paths(tmp_path):
     _save_frame(single, 0)
     with raises_input_error(single, "single image", "folder"):
         read_sequence(single)
+
+
+def test_atomic_writes_follow_the_umask(tmp_path):
+    import os
+    import stat
+
+    from xcalab.data.io import _UMASK, atomic_path
+
+    with atomic_path(tmp_path / "f.txt") as tmp:
+        tmp.write_text("x")
+    assert stat.S_IMODE(os.stat(tmp_path / "f.txt").st_mode) == 0o666 & ~_UMASK

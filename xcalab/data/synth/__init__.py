@@ -1,0 +1,44 @@
+"""XCA-Synth: a physically grounded, seeded simulator of X-ray coronary angiography cines with exact truth.
+
+Spec: ``shared/specs/xca-simulation.md`` (source tags [S1]...[S67] in the docstrings refer to its Sec. 9).
+The stages, one module each, in the order a cine is made:
+
+    params.py     Knobs (difficulty), SimParams (every number of one cine), sample_params(seed, ...)
+    anatomy.py    coronary trees on an ellipsoidal epicardium, the catheter, the C-arm camera      (Sec. 1)
+    dynamics.py   injection, dispersed front, washout, blush; keyframes from the iodine curve      (Sec. 3)
+    motion.py     heartbeat, breathing, table pan                                                 (Sec. 4)
+    imaging.py    log-domain X-ray formation, detector noise, clinical post-processing            (Sec. 2)
+    simulator.py  simulate_sequence / render: the stages put together
+    realism.py    the Sec. 5.3 proxy statistics on any cine, and the realism table
+    benchmark.py  build a preset's benchmark to disk (parallel, resumable) and load it back
+
+    >>> seq = simulate_sequence(0, image_size=64, n_frames=32)
+    >>> seq.frames.shape, seq.truth.keyframes
+    ((32, 64, 64), (..., ..., ...))
+"""
+
+from xcalab.data.synth.benchmark import SynthBenchmark, build_benchmark, load_benchmark, read_sequence_npz
+from xcalab.data.synth.dynamics import PHASES, KeyframeRule, keyframes_from_curve, phases_from_curve
+from xcalab.data.synth.params import Knobs, SimParams, sample_params
+from xcalab.data.synth.realism import TARGETS, format_realism_table, realism_statistics, realism_table
+from xcalab.data.synth.simulator import render, simulate_sequence
+
+__all__ = [
+    "PHASES",
+    "TARGETS",
+    "KeyframeRule",
+    "Knobs",
+    "SimParams",
+    "SynthBenchmark",
+    "build_benchmark",
+    "format_realism_table",
+    "keyframes_from_curve",
+    "load_benchmark",
+    "phases_from_curve",
+    "read_sequence_npz",
+    "realism_statistics",
+    "realism_table",
+    "render",
+    "sample_params",
+    "simulate_sequence",
+]
