@@ -178,6 +178,8 @@ class Config:
     model         the detector and its ablation switches
     train         optimisation
     frames_shown  how many frames a notebook strip shows
+    realism       (cines, image size) XCA-Synth renders for the realism table of notebook 01
+    explorer_size image size of the interactive explorers (re-rendered on every change)
     data_dir      where generated data sets go (git-ignored)
     fig_dir       where figures are written
     """
@@ -191,6 +193,8 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     frames_shown: int = 8
+    realism: tuple[int, int] = (4, 512)
+    explorer_size: int = 128
     data_dir: Path = REPO_ROOT / "data" / "cache"
     fig_dir: Path = REPO_ROOT / "figures"
 
@@ -235,6 +239,11 @@ def get_preset(name: str, **changes) -> Config:
     """
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    frames_shown = {"smoke": 4, "teach": 8, "paper": 8}[name]
-    cfg = Config(name=name, synth=_SYNTH[name], model=_MODEL[name], train=_TRAIN[name], frames_shown=frames_shown)
+    show = {  # what notebooks draw: (frames in a strip, realism (cines, size), explorer size)
+        "smoke": (4, (1, 128), 48),
+        "teach": (8, (4, 512), 128),
+        "paper": (8, (8, 512), 256),
+    }[name]
+    cfg = Config(name=name, synth=_SYNTH[name], model=_MODEL[name], train=_TRAIN[name], frames_shown=show[0],
+                 realism=show[1], explorer_size=show[2])
     return cfg.replace(**changes) if changes else cfg
