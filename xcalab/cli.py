@@ -1,6 +1,8 @@
 """The ``xcalab`` command.
 
     xcalab simulate --preset {smoke,teach,paper} --seed N [--out DIR] [--workers K] [--dicom]
+    xcalab features train [--size small] [--seed N] [--export PATH]     train the SVS-Net vessel extractor
+    xcalab features extract INPUT... --out DIR [--source learned|frangi|raw|oracle] [--stride S] [--fps F]
     xcalab notebooks [--preset teach] [--smoke] [--out build/notebooks] [--fig-dir figures] [NAME ...]
     xcalab inspect PATH [--fps F]      read a cine (DICOM XA, frame folder, .npy) and describe it
 
@@ -67,14 +69,26 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 #: Commands whose options live with the code they run: ``xcalab NAME ARGS`` calls ``module.main(ARGS)``.
 FORWARDED = {
     "simulate": ("xcalab.data.synth.benchmark", "build the XCA-Synth benchmark of a preset (resumable, parallel)"),
+    "features train": ("xcalab.features.train", "train the SVS-Net vessel extractor on XCA-Synth (resumable)"),
+    "features extract": ("xcalab.features.extract", "turn cines into (T, 4096) vessel-feature arrays"),
 }
+
+
+def _forwarded(argv: list[str]) -> tuple[str, list[str]] | None:
+    """(module, remaining args) when argv starts with a forwarded command of one or two words."""
+    for words in (2, 1):
+        name = " ".join(argv[:words])
+        if len(argv) >= words and name in FORWARDED:
+            return FORWARDED[name][0], argv[words:]
+    return None
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xcalab", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, (_, help_text) in FORWARDED.items():
-        sub.add_parser(name, help=help_text, add_help=False)
+    sub.add_parser("simulate", help=FORWARDED["simulate"][1], add_help=False)
+    sub.add_parser("features", help="train the vessel extractor, or extract (T, 4096) features (train | extract)",
+                   add_help=False)
 
     p = sub.add_parser("notebooks", help="execute the numbered notebooks with papermill")
     p.add_argument("names", nargs="*", help="notebook name prefixes (e.g. 00 01); default: all")
@@ -95,8 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        if argv and argv[0] in FORWARDED:
-            return importlib.import_module(FORWARDED[argv[0]][0]).main(argv[1:])
+        if (target := _forwarded(argv)) is not None:
+            module, rest = target
+            return importlib.import_module(module).main(rest)
+        if argv[:1] == ["features"]:
+            print("usage: xcalab features {train,extract} ... (see `xcalab features train --help`)", file=sys.stderr)
+            return 2
         args = build_parser().parse_args(argv)
         return args.func(args)
     except XcalabInputError as err:

@@ -43,3 +43,17 @@ def test_simulate_is_forwarded(tmp_path):
     assert main(["simulate", "--preset", "smoke", "--seed", "1", "--out", str(out), "--quiet"]) == 0
     bench = load_benchmark(out)
     assert len(bench.annotations) == 8
+
+
+def test_features_extract_is_forwarded(tmp_path, capsys):
+    from PIL import Image
+
+    frames = tmp_path / "cine"
+    frames.mkdir()
+    for i in range(9):
+        Image.fromarray(np.full((32, 32), 20 * i, dtype=np.uint8)).save(frames / f"f{i}.png")
+    out = tmp_path / "feats"
+    assert main(["features", "extract", str(frames), "--out", str(out), "--source", "raw", "--fps", "15",
+                 "--no-cache", "--no-progress"]) == 0
+    assert np.load(out / "cine.npy").shape == (2, 4096)  # 9 frames, window 4, stride 4 -> 2 steps
+    assert main(["features"]) == 2 and "train,extract" in capsys.readouterr().err
