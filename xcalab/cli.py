@@ -3,6 +3,8 @@
     xcalab simulate --preset {smoke,teach,paper} --seed N [--out DIR] [--workers K] [--dicom]
     xcalab features train [--size small] [--seed N] [--export PATH]     train the SVS-Net vessel extractor
     xcalab features extract INPUT... --out DIR [--source learned|frangi|raw|oracle] [--stride S] [--fps F]
+    xcalab train --preset {smoke,teach,paper} --features DIR --annotations JSON --out DIR [--config JSON] [--resume]
+                                       (multi-process: torchrun --nproc_per_node N -m xcalab.cli train ...)
     xcalab notebooks [--preset teach] [--smoke] [--out build/notebooks] [--fig-dir figures] [NAME ...]
     xcalab inspect PATH [--fps F]      read a cine (DICOM XA, frame folder, .npy) and describe it
 
@@ -71,6 +73,7 @@ FORWARDED = {
     "simulate": ("xcalab.data.synth.benchmark", "build the XCA-Synth benchmark of a preset (resumable, parallel)"),
     "features train": ("xcalab.features.train", "train the SVS-Net vessel extractor on XCA-Synth (resumable)"),
     "features extract": ("xcalab.features.extract", "turn cines into (T, 4096) vessel-feature arrays"),
+    "train": ("xcalab.train.engine", "train the keyframe detector (resumable; DDP under torchrun)"),
 }
 
 
@@ -87,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xcalab", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("simulate", help=FORWARDED["simulate"][1], add_help=False)
+    sub.add_parser("train", help=FORWARDED["train"][1], add_help=False)
     sub.add_parser("features", help="train the vessel extractor, or extract (T, 4096) features (train | extract)",
                    add_help=False)
 

@@ -57,3 +57,11 @@ def test_features_extract_is_forwarded(tmp_path, capsys):
                  "--no-cache", "--no-progress"]) == 0
     assert np.load(out / "cine.npy").shape == (2, 4096)  # 9 frames, window 4, stride 4 -> 2 steps
     assert main(["features"]) == 2 and "train,extract" in capsys.readouterr().err
+
+
+def test_train_is_forwarded(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "usage: xcalab train" in capsys.readouterr().out
