@@ -71,3 +71,14 @@ def test_notebook_table_reads_every_title():
     rows = notebook_table()
     assert [r["notebook"] for r in rows] == [p.name for p in NOTEBOOKS]
     assert all(r["title"] and r["cpu_time"] for r in rows)
+
+
+def test_papermill_sees_every_parameter(nb):
+    # papermill silently drops a parameter whose line it cannot parse (e.g. an "=" in its comment); a
+    # dropped parameter is missing from --help-notebook and cannot be set by name with a clear message
+    import papermill
+
+    path, data = nb
+    params = next(c for c in data["cells"] if "parameters" in c["metadata"].get("tags", []))
+    names = [node.target.id for node in ast.parse("".join(params["source"])).body]
+    assert list(papermill.inspect_notebook(str(path))) == names

@@ -1,0 +1,87 @@
+"""Vessel-feature figures: each returns a Figure with the expected panels and lines, and refuses bad shapes."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from xcalab.viz import features as vz
+
+RNG = np.random.default_rng(0)
+
+
+@pytest.fixture(autouse=True)
+def _close():
+    yield
+    plt.close("all")
+
+
+def test_plot_window_panels():
+    frames, pred = RNG.random((4, 16, 16)), RNG.random((32, 32))
+    fig = vz.plot_window(frames, pred, truth=RNG.random((16, 16)))
+    assert isinstance(fig, Figure) and len(fig.axes) == 6
+    assert fig.axes[2].get_title() == "frame 3 (target)" and fig.axes[5].get_title() == "true vessel map"
+    assert len(vz.plot_window(frames, pred).axes) == 5
+
+
+@pytest.mark.parametrize("frames, pred", [(np.zeros((3, 8, 8)), np.zeros((8, 8))),
+                                          (np.zeros((4, 8)), np.zeros((8, 8))),
+                                          (np.zeros((4, 8, 8)), np.zeros((1, 8, 8)))])
+def test_plot_window_refuses_bad_shapes(frames, pred):
+    with pytest.raises(ValueError):
+        vz.plot_window(frames, pred)
+
+
+def test_plot_extractor_scores_one_bar_per_score_and_set():
+    meta = {"validation": {"dice": 0.7, "soft_dice": 0.6, "auc": 0.99}, "check": {"dice": 0.8, "auc": 0.98},
+            "training": {"size": "small", "steps": 10}, "parameters": 123}
+    fig = vz.plot_extractor_scores(meta)
+    ax = fig.axes[0]
+    assert len(ax.patches) == 6 and [t.get_text() for t in ax.get_xticklabels()] == ["dice", "soft dice", "auc"]
+    assert "123 parameters" in ax.get_title()
+    fig2, ax2 = plt.subplots()
+    assert vz.plot_extractor_scores({"check": meta["check"]}, ax=ax2) is fig2 and len(ax2.patches) == 3
+    with pytest.raises(ValueError):
+        vz.plot_extractor_scores({"training": {}})
+
+
+def test_plot_prediction_vs_truth_grid():
+    frames, pred, truth = RNG.random((5, 16, 16)), RNG.random((5, 32, 32)), RNG.random((5, 16, 16))
+    fig = vz.plot_prediction_vs_truth(frames, pred, truth, indices=[0, 2, 4], titles=["a", "b", "c"])
+    assert len(fig.axes) == 9 and fig.axes[1].get_title() == "b"
+    assert len(vz.plot_prediction_vs_truth(frames, pred).axes) == 10  # 2 rows x all 5 columns
+    with pytest.raises(ValueError):
+        vz.plot_prediction_vs_truth(frames, pred[:4])
+    with pytest.raises(ValueError):
+        vz.plot_prediction_vs_truth(frames, pred, indices=[5])
+    with pytest.raises(ValueError):
+        vz.plot_prediction_vs_truth(frames[0], pred)
+
+
+def test_plot_feature_curves_lines_and_keyframes():
+    centres = np.arange(10) * 4 + 2
+    curves = {"learned": RNG.random(10), "frangi": RNG.random(10) * 50, "oracle": RNG.random(10)}
+    fig = vz.plot_feature_curves(curves, centres, fps=15.0, keyframes=(6, 20, 60))  # end beyond the windows
+    ax = fig.axes[0]
+    labels = [line.get_label() for line in ax.lines]
+    assert labels == ["learned", "frangi", "oracle", "true start", "true apex"]
+    assert np.isclose(ax.lines[1].get_ydata().max(), 1.0) and np.isclose(ax.lines[1].get_ydata().min(), 0.0)
+    fig2, ax2 = plt.subplots()
+    assert vz.plot_feature_curves({"raw": RNG.random(10)}, centres, ax=ax2, normalise=False) is fig2
+    with pytest.raises(ValueError):
+        vz.plot_feature_curves({"raw": RNG.random(9)}, centres)
+    with pytest.raises(ValueError):
+        vz.plot_feature_curves({}, centres)
+
+
+def test_plot_feature_strip_maps():
+    features = RNG.random((12, 64 * 64)).astype(np.float32)
+    fig = vz.plot_feature_strip(features, n=4, centres=np.arange(12) * 4 + 2, fps=15.0)
+    assert len(fig.axes) == 4 and fig.axes[0].images[0].get_array().shape == (64, 64)
+    assert fig.axes[-1].get_title().startswith("row 11\nframe 46")
+    assert len(vz.plot_feature_strip(features[:2], n=8).axes) == 2
+    for bad in (features[0], RNG.random((3, 100 + 1))):
+        with pytest.raises(ValueError):
+            vz.plot_feature_strip(bad)
