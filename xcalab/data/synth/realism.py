@@ -27,12 +27,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
+from xcalab.data.curves import black_tophat
 from xcalab.data.io import Sequence
+from xcalab.data.samples import real_cine_path
 
 #: Target ranges of Sec. 5.3 (and Sec. 2.2-2.3, 3.4): name -> (low, high, source).
 TARGETS: dict[str, tuple[float, float, str]] = {
@@ -75,23 +76,17 @@ def field_of_view(grey: np.ndarray) -> np.ndarray:
     return ndimage.binary_erosion(fov, iterations=max(1, int(round(0.02 * grey.shape[2]))))
 
 
-def black_tophat(frame: np.ndarray, size: int) -> np.ndarray:
-    """closing(frame) - frame with a size x size square (separable max then min filter)."""
-    closed = ndimage.minimum_filter(ndimage.maximum_filter(frame, size=size), size=size)
-    return closed - frame
-
-
 def vessel_index_curve(grey: np.ndarray, fov: np.ndarray, threshold: float = 12.0) -> np.ndarray:
     """[N] share of field pixels with black top-hat > ``threshold`` grey (15 x 15 at 512^2)."""
     size = max(3, int(round(_scale(grey.shape[2], 15))) | 1)
-    return np.array([(black_tophat(g, size)[fov] > threshold).mean() for g in grey])
+    return (black_tophat(grey, size)[:, fov] > threshold).mean(axis=1)
 
 
 def _ring_contrast(frame: np.ndarray, fov: np.ndarray, threshold: float = 12.0) -> tuple[float, float]:
     """(mean ring - mean vessel, ring std) at one frame; vessels = top-hat > threshold."""
     n = frame.shape[1]
     size = max(3, int(round(_scale(n, 15))) | 1)
-    vessel = (black_tophat(frame, size) > threshold) & fov
+    vessel = (black_tophat(frame[None], size)[0] > threshold) & fov
     if vessel.sum() < 10:
         return float("nan"), float("nan")
     inner = ndimage.binary_dilation(vessel, iterations=max(1, int(round(_scale(n, 2)))))
@@ -228,15 +223,10 @@ class RealismRow:
         return bool(np.isfinite(self.synth_median) and lo <= self.synth_median <= hi)
 
 
-def real_cine_dir() -> Path:
-    """Where the shared real fixtures live: ``<repo>/../shared/data/real`` (absent in a user's clone)."""
-    return Path(__file__).resolve().parents[3].parent / "shared" / "data" / "real"
-
-
-def load_real_cine(name: str = "xa_rca_cine_96f_30fps.dcm") -> Sequence | None:
+def load_real_cine(name: str = "xa_rca_cine_96f_30fps") -> Sequence | None:
     """The shared real RCA cine, read in place through ``read_dicom``; None when it is not there."""
-    path = real_cine_dir() / name
-    if not path.is_file():
+    path = real_cine_path(name)
+    if path is None:
         return None
     from xcalab.data.io import read_dicom
 
