@@ -62,7 +62,7 @@ def _pooled(maps: list, truths: list):
     return np.concatenate([m.numpy().ravel() for m in maps]), np.concatenate([t.ravel() for t in truths])
 
 
-def quality(n_test: int, n_val: int, weights: str | None, threads: int) -> None:
+def quality(n_test: int, n_val: int, weights: str | None, threads: int, build: str | None = None) -> None:
     """Print the synthetic and real-cine measurements described in the module docstring."""
     import torch
 
@@ -83,20 +83,30 @@ def quality(n_test: int, n_val: int, weights: str | None, threads: int) -> None:
                 out[source].append(window_maps(seq, source, 4, extractor, device="cpu"))
         return out
 
-    if n_test > 0:
+    if build:
+        from xcalab.data.synth import load_benchmark
+
+        bench = load_benchmark(build)
+        val_ids, test_ids = bench.video_ids("validation")[:n_val], bench.video_ids("test")
+        synthetic(extractor, cfg, maps_and_truth, len(test_ids), len(val_ids),
+                  val_cines=[bench.load(v) for v in val_ids], test_cines=(bench.load(v) for v in test_ids),
+                  where=f"{build}: validation {len(val_ids)} (threshold), test split {len(test_ids)} cines")
+    elif n_test > 0:
         synthetic(extractor, cfg, maps_and_truth, n_test, n_val)
     real(extractor)
 
 
-def synthetic(extractor, cfg, maps_and_truth, n_test: int, n_val: int) -> None:
-    """Dice and AUC of learned and Frangi maps on teach-like test cines."""
+def synthetic(extractor, cfg, maps_and_truth, n_test: int, n_val: int, val_cines=None, test_cines=None,
+              where: str = "") -> None:
+    """Dice and AUC of learned and Frangi maps on teach-like test cines (or the given validation/test cines)."""
     from xcalab.features.train import best_threshold, segmentation_scores, synth_sequences
 
-    val = maps_and_truth(synth_sequences("validation", cfg, n=n_val))
-    test_cines = synth_sequences("test", cfg, n=n_test)
+    val = maps_and_truth(synth_sequences("validation", cfg, n=n_val) if val_cines is None else val_cines)
+    test_cines = synth_sequences("test", cfg, n=n_test) if test_cines is None else test_cines
     test = maps_and_truth(test_cines)
     n_windows = sum(len(t) for t in test["truth"])
-    print(f"\nsynthetic test: {n_test} cines, {n_windows} windows (stride 4), truth = true map >= 0.5")
+    print(f"\nsynthetic test: {where or f'{n_test} simulated cines'}, {n_windows} windows (stride 4), "
+          "truth = true map >= 0.5")
     print(f"{'source':<8} {'threshold':>10} {'Dice':>6} {'soft Dice':>10} {'AUC':>6}")
     for source in ("learned", "frangi"):
         val_p, val_t = _pooled(val[source], val["truth"])
@@ -151,9 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quality", action="store_true", help="measure Dice/AUC and the real-cine curves instead")
     p.add_argument("--n-test", type=int, default=12, help="--quality: synthetic test cines (0: only the real cine)")
     p.add_argument("--n-val", type=int, default=6)
+    p.add_argument("--build", default=None, help="--quality: score the test split of an XCA-Synth build "
+                   "(e.g. data/cache/xca-synth-teach-seed0; validation cines of the build tune Frangi's threshold)")
     args = p.parse_args(argv)
     if args.quality:
-        quality(args.n_test, args.n_val, args.weights, args.threads)
+        quality(args.n_test, args.n_val, args.weights, args.threads, args.build)
         return 0
     ctx = mp.get_context("spawn")  # a fresh process per row: its peak memory is its own
     print(f"features benchmark: {args.frames} frames, stride 4, batch {args.batch_size}, {args.threads} CPU threads")

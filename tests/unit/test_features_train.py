@@ -68,10 +68,34 @@ def test_killed_training_resumes_to_the_same_weights(tmp_path, smoke_cines):
     a, b = whole.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed.losses == pytest.approx(whole.losses, abs=0)
+    assert resumed.validation == whole.validation and whole.validation[-1]["step"] == 6
     # a checkpoint of another config is refused, not silently continued
     other = TrainConfig(**{**cfg.to_dict(), "lr": 1e-4})
     with pytest.raises(XcalabInputError, match="different training config"):
         train_extractor(other, tmp_path / "whole", train, val, progress=False)
+
+
+def test_a_finished_run_is_exported_again_without_simulating(tmp_path, smoke_cines, monkeypatch):
+    import xcalab.features.train as train_module
+    from xcalab.features.train import training_history
+
+    train, val = smoke_cines
+    cfg = TrainConfig(**{**SMOKE.to_dict(), "steps": 20, "checkpoint_every": 10})
+    first = train_extractor(cfg, tmp_path / "run", train, val, progress=False)
+
+    def no_simulation(*args, **kwargs):
+        raise AssertionError("a finished run must not simulate cines again")
+
+    monkeypatch.setattr(train_module, "synth_sequences", no_simulation)
+    again = train_extractor(cfg, tmp_path / "run", progress=False)
+    a, b = first.model.state_dict(), again.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert again.validation == first.validation and 0 < again.seconds <= first.seconds  # time up to the last checkpoint
+    history = training_history(again, every=10)
+    # the loss curve: block means of 10 steps, by hand from the per-step losses
+    assert history["loss_steps"] == [10, 20]
+    assert history["loss"] == pytest.approx([sum(first.losses[:10]) / 10, sum(first.losses[10:]) / 10], abs=1e-5)
+    assert history["validation"][-1]["step"] == 20
 
 
 def test_windows_oversample_the_front_and_washout(smoke_cines):

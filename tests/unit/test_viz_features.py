@@ -85,3 +85,29 @@ def test_plot_feature_strip_maps():
     for bad in (features[0], RNG.random((3, 100 + 1))):
         with pytest.raises(ValueError):
             vz.plot_feature_strip(bad)
+
+
+def test_training_curves_from_a_recorded_history():
+    from xcalab.viz.features import plot_training_curves
+
+    history = {"loss_steps": [10, 20, 30], "loss": [1.0, 0.7, 0.5],
+               "validation": [{"step": 20, "dice": 0.4, "soft_dice": 0.3, "auc": 0.9, "loss": 0.8},
+                              {"step": 30, "dice": 0.6, "soft_dice": 0.5, "auc": 0.95, "loss": 0.6}]}
+    fig = plot_training_curves(history)
+    left, right = fig.axes
+    assert [list(line.get_ydata()) for line in left.lines] == [[1.0, 0.7, 0.5], [0.8, 0.6]]
+    assert [line.get_label() for line in right.lines] == ["dice", "soft dice", "auc"]
+    assert list(right.lines[2].get_xdata()) == [20, 30]
+    with pytest.raises(ValueError, match="one length"):
+        plot_training_curves({"loss_steps": [1, 2], "loss": [1.0]})
+
+
+def test_shipped_extractor_records_its_history():
+    import json
+
+    from xcalab.config import REPO_ROOT
+
+    meta = json.loads((REPO_ROOT / "data" / "weights" / "svsnet_small.json").read_text())
+    history = meta["history"]
+    assert history["loss_steps"][-1] == meta["training"]["steps"] and len(history["loss"]) == len(history["loss_steps"])
+    assert history["validation"][-1]["dice"] == pytest.approx(meta["validation"]["dice"], abs=1e-6)

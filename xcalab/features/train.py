@@ -437,11 +437,6 @@ def train_extractor(
         on_step: called as on_step(step, loss) after every step (e.g. to stop a run early in a test).
     """
     started = time.perf_counter()
-    train_sequences = synth_sequences("train", cfg, progress=progress) if train_sequences is None else train_sequences
-    val_sequences = synth_sequences("validation", cfg, progress=progress) if val_sequences is None else val_sequences
-    pool = WindowPool(train_sequences, cfg.front_weight)
-    val_x, val_y = validation_windows(val_sequences, cfg.val_windows)
-
     torch.manual_seed(cfg.seed)
     model = SVSNet(cfg.net)
     ema = copy.deepcopy(model)
@@ -451,6 +446,15 @@ def train_extractor(
     checkpoint = Path(run_dir) / "checkpoint.pt" if run_dir is not None else None
     if checkpoint is not None and resume and checkpoint.is_file():
         step = _load_checkpoint(checkpoint, cfg, model, ema, optimiser, result)
+    if step >= cfg.steps and result.validation and result.validation[-1]["step"] == step:
+        ema.eval()  # a finished run (e.g. exported again): nothing to simulate, train or validate
+        return result
+
+    # The cines come from numpy generators only, so simulating them after the model is built changes nothing.
+    train_sequences = synth_sequences("train", cfg, progress=progress) if train_sequences is None else train_sequences
+    val_sequences = synth_sequences("validation", cfg, progress=progress) if val_sequences is None else val_sequences
+    pool = WindowPool(train_sequences, cfg.front_weight)
+    val_x, val_y = validation_windows(val_sequences, cfg.val_windows)
 
     from tqdm.auto import tqdm
 
@@ -472,11 +476,16 @@ def train_extractor(
         if val_every and step % val_every == 0 and step < cfg.steps:
             result.validation.append({"step": step, **evaluate(ema, val_x, val_y)})
         if checkpoint is not None and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
+            if step == cfg.steps:  # the final validation goes into the last checkpoint too
+                result.validation.append({"step": step, **evaluate(ema, val_x, val_y)})
+            now = time.perf_counter()
+            result.seconds, started = result.seconds + now - started, now  # elapsed time survives a resume
             _save_checkpoint(checkpoint, cfg, step, model, ema, optimiser, result)
         if on_step is not None:
             on_step(step, result.losses[-1])
     bar.close()
-    result.validation.append({"step": step, **evaluate(ema, val_x, val_y)})
+    if not result.validation or result.validation[-1]["step"] != step:
+        result.validation.append({"step": step, **evaluate(ema, val_x, val_y)})
     result.seconds += time.perf_counter() - started
     ema.eval()
     return result
@@ -665,6 +674,18 @@ def load_or_train(path: str | Path | None = None, cfg: TrainConfig | None = None
     return load_extractor(path)
 
 
+def training_history(result: TrainResult, every: int = 10) -> dict[str, Any]:
+    """The loss curve (mean over blocks of ``every`` steps, at the block's last step) and every validation."""
+    losses = np.asarray(result.losses, dtype=float)
+    n = len(losses) // every
+    means = losses[: n * every].reshape(n, every).mean(axis=1) if n else np.zeros(0)
+    return {
+        "loss_steps": [int((i + 1) * every) for i in range(n)],
+        "loss": [round(float(v), 5) for v in means],
+        "validation": result.validation,
+    }
+
+
 def export(result: TrainResult, path: str | Path, command: str) -> Extractor:
     """Save a training result as an extractor, with its validation and check-set scores in the metadata."""
     cfg = result.config
@@ -674,6 +695,7 @@ def export(result: TrainResult, path: str | Path, command: str) -> Extractor:
         "train_seconds": round(result.seconds, 1),
         "final_loss": float(np.mean(result.losses[-20:])) if result.losses else None,
         "validation": result.validation[-1] if result.validation else None,
+        "history": training_history(result),
         "check": check_scores(extractor, cfg),
         "check_set": "synth_sequences('check', training config, n=2), validation_windows(per_cine=6)",
         "command": command,

@@ -5,11 +5,10 @@ each returns the matplotlib Figure and never calls ``plt.show()``. Bad shapes ra
 
     plot_window(frames4, prediction, truth)          the 4 frames of one window, the predicted map, the true map
     plot_extractor_scores(meta)                      validation and check-set scores recorded beside the weights
+    plot_training_curves(history)                    the recorded training loss and validation scores over steps
     plot_prediction_vs_truth(frames, pred, truth)    centre frames over predicted (and true) maps, one column each
     plot_feature_curves(curves, centres, fps, kf)    per-window vessel area of several sources, keyframes marked
     plot_feature_strip(features, n)                  rows of a (T, D) feature array drawn back as sqrt(D)^2 maps
-
-The shipped extractor's JSON records its final scores, not a loss history, so there is no training-curve plot.
 """
 
 from __future__ import annotations
@@ -97,6 +96,37 @@ def plot_extractor_scores(meta: Mapping, ax: Axes | None = None) -> Figure:
                  f"{training.get('steps', '?')} steps", fontsize=9)
     ax.legend(fontsize=8, loc="upper left", ncol=len(sets))
     ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_training_curves(history: Mapping) -> Figure:
+    """The training loss (left) and the validation scores (right) over steps, from ``meta["history"]``.
+
+    history: {"loss_steps": [S], "loss": [S] (block means of the Dice + BCE loss), "validation": [{"step",
+    "dice", "soft_dice", "auc", "loss"}, ...]} as ``xcalab.features.train.training_history`` records it.
+    """
+    steps, loss = np.asarray(history.get("loss_steps", [])), np.asarray(history.get("loss", []), dtype=float)
+    validation = list(history.get("validation", []))
+    if len(steps) == 0 or len(steps) != len(loss):
+        raise ValueError(f"history needs loss_steps and loss of one length, got {len(steps)} and {len(loss)}")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.0))
+    left.plot(steps, loss, color="k", lw=1.2, label="training (mean of 10 steps)")
+    if validation:
+        left.plot([v["step"] for v in validation], [v["loss"] for v in validation], "o-", color="tab:red",
+                  label="validation")
+        for name in SCORE_NAMES:
+            right.plot([v["step"] for v in validation], [v[name] for v in validation], "o-", label=name.replace("_", " "))
+    left.set_xlabel("step")
+    left.set_ylabel("Dice + BCE loss")
+    left.legend(fontsize=8)
+    right.set_xlabel("step")
+    right.set_ylabel("validation score")
+    right.set_ylim(0, 1.05)
+    if validation:
+        right.legend(fontsize=8, loc="lower right")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 
