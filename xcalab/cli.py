@@ -5,6 +5,8 @@
     xcalab features extract INPUT... --out DIR [--source learned|frangi|raw|oracle] [--stride S] [--fps F]
     xcalab train --preset {smoke,teach,paper} --features DIR --annotations JSON --out DIR [--config JSON] [--resume]
                                        (multi-process: torchrun --nproc_per_node N -m xcalab.cli train ...)
+    xcalab evaluate --predictions PRED.json --annotations GT.json --out DIR   (or --checkpoint CKPT --features DIR)
+    xcalab reproduce --table {II,IV,V,VI,VII,VIII} [--preset teach] [--seeds 3]
     xcalab notebooks [--preset teach] [--smoke] [--out build/notebooks] [--fig-dir figures] [NAME ...]
     xcalab inspect PATH [--fps F]      read a cine (DICOM XA, frame folder, .npy) and describe it
 
@@ -74,6 +76,8 @@ FORWARDED = {
     "features train": ("xcalab.features.train", "train the SVS-Net vessel extractor on XCA-Synth (resumable)"),
     "features extract": ("xcalab.features.extract", "turn cines into (T, 4096) vessel-feature arrays"),
     "train": ("xcalab.train.engine", "train the keyframe detector (resumable; DDP under torchrun)"),
+    "evaluate": ("xcalab.evaluation", "score ActivityNet predictions (or a checkpoint) against annotations"),
+    "reproduce": ("xcalab.reproduce", "train and evaluate the variants of one of the paper's tables on XCA-Synth"),
 }
 
 
@@ -91,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("simulate", help=FORWARDED["simulate"][1], add_help=False)
     sub.add_parser("train", help=FORWARDED["train"][1], add_help=False)
+    sub.add_parser("evaluate", help=FORWARDED["evaluate"][1], add_help=False)
+    sub.add_parser("reproduce", help=FORWARDED["reproduce"][1], add_help=False)
     sub.add_parser("features", help="train the vessel extractor, or extract (T, 4096) features (train | extract)",
                    add_help=False)
 

@@ -326,6 +326,24 @@ def average_precision(
     return float(_class_ap(detections, ground_truth, _check_tious([tiou]))[0])
 
 
+def precision_recall_curve(
+    detections: Sequence[Detection], ground_truth: Sequence[GroundTruth], tiou: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
+    """Precision and recall after each ranked detection of one class, [N] each (the curve AP integrates).
+
+    The matching is ``average_precision``'s; the area under the curve's precision envelope is the AP.
+    Empty arrays when there are no detections.
+    """
+    labels = {int(r.label_id) for r in [*detections, *ground_truth]}
+    if len(labels) > 1:
+        raise ValueError(f"precision_recall_curve scores one class, got labels {sorted(labels)}")
+    if not ground_truth:
+        raise ValueError("precision_recall_curve: empty ground truth (recall is undefined without positives)")
+    ranked = sorted(detections, key=_rank_key)
+    hits = np.cumsum(_true_positives(ranked, list(ground_truth), _check_tious([tiou]))[0])
+    return hits / np.arange(1, len(ranked) + 1), hits / len(ground_truth)
+
+
 def top1_per_class(detections: Iterable[Detection]) -> list[Detection]:
     """The paper's protocol: keep the highest-scoring detection of each class in each video.
 

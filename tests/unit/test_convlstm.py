@@ -84,3 +84,20 @@ def test_every_parameter_gets_a_gradient():
     ).square().sum().backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+
+
+def test_batch_of_different_lengths_equals_each_video_alone():
+    # Steps masked in every video are not computed at all; steps masked in one video only are. Both must
+    # give each video's own result, and padded inputs must get no gradient.
+    torch.manual_seed(4)
+    model = ConvLSTM().double()
+    lengths = [3, 5]
+    x = torch.randn(2, 7, 1, 5, 5, dtype=torch.float64, requires_grad=True)
+    mask = torch.arange(7)[None] < torch.tensor(lengths)[:, None]
+    out = model(x, mask)
+    for b, n in enumerate(lengths):
+        torch.testing.assert_close(out[b : b + 1, :n], model(x[b : b + 1, :n]), rtol=0, atol=1e-12)
+        assert (out[b, n:] == 0).all()
+    out.sum().backward()
+    assert (x.grad[0, 3:] == 0).all() and (x.grad[1, 5:] == 0).all()
+    assert (x.grad[1, :5] != 0).any()

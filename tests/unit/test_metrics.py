@@ -483,3 +483,18 @@ def test_statistics_errors():
         confidence_interval(SAMPLE, kind="both")
     with pytest.raises(ValueError, match="level"):
         confidence_interval(SAMPLE, level=95)
+
+
+def test_precision_recall_curve_by_hand_and_its_area_is_the_ap():
+    # Ranked: hit, false positive, hit, of 3 ground-truth segments -> P = 1, 1/2, 2/3; R = 1/3, 1/3, 2/3.
+    from xcalab.metrics import precision_recall_curve
+
+    truth = [GroundTruth("a", 0, 0.0, 10.0), GroundTruth("b", 0, 0.0, 10.0), GroundTruth("c", 0, 0.0, 10.0)]
+    dets = [Detection("a", 0, 0.0, 10.0, 0.9), Detection("a", 0, 20.0, 30.0, 0.8), Detection("b", 0, 1.0, 10.0, 0.7)]
+    precision, recall = precision_recall_curve(dets, truth, tiou=0.5)
+    np.testing.assert_allclose(precision, [1.0, 0.5, 2 / 3])
+    np.testing.assert_allclose(recall, [1 / 3, 1 / 3, 2 / 3])
+    # Envelope at the hits: 1 and 2/3, each worth 1/3 of recall.
+    assert average_precision(dets, truth, 0.5) == pytest.approx((1 + 2 / 3) / 3)
+    with pytest.raises(ValueError, match="one class"):
+        precision_recall_curve(dets + [Detection("a", 1, 0.0, 1.0, 0.5)], truth)

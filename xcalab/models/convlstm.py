@@ -88,11 +88,18 @@ class ConvLSTM(nn.Module):
         batch, _, _, height, width = x.shape
         steps = list(x.unbind(dim=1))  # per-step views, taken once: backward stays linear in T
         keep = None if mask is None else [m.view(batch, 1, 1, 1) for m in mask.unbind(dim=1)]
+        # Steps masked in every video (the padding after the longest one) are not computed at all: they
+        # would keep every state and output zeros. Training crops are padded to max_seq_len, so this
+        # saves most of the recurrence on short videos.
+        idle = [False] * len(steps) if mask is None else (~mask.any(dim=0)).tolist()
         for cell in self.cells:
             h = x.new_zeros(batch, cell.hidden_channels, height, width)
             c = torch.zeros_like(h)
             outputs = []
             for t, x_t in enumerate(steps):
+                if idle[t]:
+                    outputs.append(torch.zeros_like(h))
+                    continue
                 h_new, c_new = cell(x_t, (h, c))
                 if keep is None:
                     h, c = h_new, c_new

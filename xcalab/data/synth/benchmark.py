@@ -234,6 +234,7 @@ def build_benchmark(
     knobs=None,
     rule=None,
     limit: int | None = None,
+    subsets: tuple[str, ...] | None = None,
 ) -> Path:
     """Build (or finish building) the XCA-Synth benchmark of ``cfg``; returns the build folder.
 
@@ -246,6 +247,8 @@ def build_benchmark(
         knobs, rule: simulator knobs and keyframe rule (defaults: the validated ones).
         limit: build at most this many missing cines, then stop *without* writing annotations.json
             (what a killed build looks like; run again to finish).
+        subsets: build only the cines of these subsets (e.g. ``("test",)``); annotations.json waits until
+            every cine is there. The cines are the same as in a full build.
     """
     from tqdm.auto import tqdm
 
@@ -258,10 +261,12 @@ def build_benchmark(
     if dicom:
         (root / "dicom").mkdir(parents=True, exist_ok=True)
 
-    todo = [j for j in jobs if not _done(root, j, dicom)]
+    wanted = [j for j in jobs if subsets is None or j["subset"] in subsets]
+    todo = [j for j in wanted if not _done(root, j, dicom)]
+    done = len(wanted) - len(todo)
     if limit is not None:
         todo = todo[: max(int(limit), 0)]
-    bar = tqdm(total=len(jobs), initial=len(jobs) - len([j for j in jobs if not _done(root, j, dicom)]),
+    bar = tqdm(total=len(wanted), initial=done,
                desc=f"XCA-Synth {cfg.name}", unit="cine", disable=not progress)
     try:
         if workers <= 1 or len(todo) <= 1:

@@ -1,0 +1,685 @@
+"""``xcalab evaluate``: score detections against annotations; write metrics.json and a results table.
+
+Usage::
+
+    xcalab evaluate --predictions PRED.json --annotations GT.json --out DIR
+                    [--subset test] [--protocol all|paper] [--tiou 0.3 0.4 0.5 0.6 0.7] [--setting 0|1|2] [--window 4]
+    xcalab evaluate --checkpoint best.pt --features DIR [--annotations GT.json] --out DIR
+                    [--subset test] [--protocol all|paper] [--tiou ...] [--device auto]
+
+**Inputs.** PRED.json is in the ActivityNet results format,
+``{"results": {video_id: [{"label": "filling", "score": 0.93, "segment": [t0, t1]}, ...]}}``, times in
+seconds; an entry may give ``"label_id"`` instead of ``"label"``. GT.json is ActivityNet-1.3 as xcalab writes
+it (``xcalab.data.annotations``). As in the official evaluator, a video of the subset without an entry is a
+video without detections (its ground truth is missed) and an entry for a video of another subset is a
+false positive. A video id that GT.json does not know at all is an error: most likely the wrong file.
+With ``--checkpoint`` the model predicts the subset's videos first (annotations default to
+``FEATURES/annotations.json``).
+
+**Protocols.** ``all`` (the default) scores every detection with the ActivityNet rules; ``paper`` keeps
+only the top-1 segment per class and video, as the seed paper does (``xcalab.metrics`` calls it "top1").
+
+**Keyframes.** When GT.json carries frame rates (xcalab's files do), each video's keyframes are decoded
+from its top-scoring segment of each class (eqs. 14/19/20 of the problem setting), rounded to the nearest
+frame and compared with the true ones: AD, AD as the reference computes it (truncated frames against
+int(true - window/2): 2 frames worse), frame-level P/R/F (the paper's convention and foreground only),
+the mean deviation of each keyframe, one-sided t-tests at the paper's population means and 95 %
+confidence intervals. These are the conventions of ``xcalab.train.engine.evaluate``, so scoring a
+checkpoint here gives its numbers. A video where a class has no detection has no keyframes: it is counted
+(``n_missing``) and listed, not dropped silently.
+
+**Outputs** in DIR, each written atomically:
+
+    metrics.json      every number (APs as fractions in [0, 1], deviations in frames), protocol named
+    results.md        the results table in percent, as the paper's tables, with the protocol and tIoUs
+    results.csv       the same table, one row per line, with a protocol column
+    predictions.json  (``--checkpoint`` only) the model's detections, to re-score with ``--predictions``
+
+From Python: ``evaluate_files``, ``evaluate_checkpoint``, ``score_detections`` (in memory, no files) and
+``results_table_markdown``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import sys
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from xcalab.data.annotations import (
+    LABELS,
+    SUBSETS,
+    Action,
+    Keyframes,
+    VideoAnnotation,
+    actions_to_keyframes,
+    read_annotations,
+)
+from xcalab.data.io import atomic_path
+from xcalab.errors import XcalabInputError
+from xcalab.metrics import (
+    PAPER_POPMEANS,
+    PAPER_TIOUS,
+    Detection,
+    GroundTruth,
+    average_deviation,
+    confidence_interval,
+    keyframe_deviations,
+    mean_average_precision,
+    mean_frame_prf,
+    one_sided_ttest,
+    parse_detections,
+    parse_ground_truth,
+    parse_label_ids,
+)
+
+if TYPE_CHECKING:  # torch is only imported when a checkpoint is scored
+    from xcalab.postprocess import VideoPrediction
+
+#: The command's protocol names -> those of ``xcalab.metrics.mean_average_precision``.
+PROTOCOLS = {"all": "all", "paper": "top1"}
+PROTOCOL_NOTES = {
+    "all": "ActivityNet rules over every detection",
+    "paper": "top-1 segment per class and video, as the seed paper",
+}
+CI_LEVEL = 0.95
+#: How each keyframe number is computed (stored in metrics.json next to the numbers).
+CONVENTIONS = {
+    "ad": "mean |predicted - true| keyframe, in frames; predictions rounded to the nearest frame",
+    "ad_paper": "the reference's AD: predictions truncated, ground truth int(true - window/2); paper comparison only",
+    "prf.paper": "frame level, per-video macro average over the labels present, background included (the paper's)",
+    "prf.foreground": "frame level, per-video macro average over filling and disappearing only",
+    "ttest": "one-sided one-sample t-test of the pooled deviations, H1: mean < popmean (the paper's Table III)",
+    "ci": f"two-sided {100 * CI_LEVEL:g} % Student-t confidence interval of the mean deviation, in frames",
+}
+METRICS, TABLE_MD, TABLE_CSV, PREDICTIONS = "metrics.json", "results.md", "results.csv", "predictions.json"
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading the inputs (every problem names the file)
+# --------------------------------------------------------------------------------------------------
+
+
+def _read_json(path: Path, what: str) -> Any:
+    """The parsed JSON of ``path``."""
+    if not path.is_file():
+        raise XcalabInputError(path, f"no such {what} file")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise XcalabInputError(path, f"not valid JSON ({err})") from None
+
+
+def _check_scoring(protocol: str, tious: Sequence[float]) -> tuple[float, ...]:
+    """Check the protocol and the tIoU thresholds; returns the thresholds as a tuple of floats."""
+    if protocol not in PROTOCOLS:
+        raise XcalabInputError("--protocol", f"must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+    try:
+        tious = tuple(float(t) for t in tious)
+    except (TypeError, ValueError):
+        raise XcalabInputError("--tiou", f"thresholds must be numbers, got {tious!r}") from None
+    if not tious or not all(0.0 < t <= 1.0 for t in tious):
+        raise XcalabInputError("--tiou", f"thresholds must lie in (0, 1], got {list(tious)}")
+    return tious
+
+
+def _check_options(subset: str, protocol: str, tious: Sequence[float]) -> tuple[float, ...]:
+    """Check every scoring option before a file is read (or a model loaded); returns the tIoUs."""
+    if subset not in SUBSETS:
+        raise XcalabInputError("--subset", f"must be one of {', '.join(SUBSETS)}, got {subset!r}")
+    return _check_scoring(protocol, tious)
+
+
+def load_ground_truth(path: str | Path, subset: str) -> tuple[dict[str, Any], list[GroundTruth], list[str]]:
+    """Read an ActivityNet-1.3 annotation file.
+
+    Returns:
+        (the parsed JSON, the ground-truth segments of ``subset``, the ids of the subset's videos in file
+        order -- videos without annotations included).
+    """
+    path = Path(path)
+    data = _read_json(path, "annotation")
+    if not isinstance(data, dict) or not isinstance(data.get("database"), dict):
+        raise XcalabInputError(path, 'expected an object with a "database" object (ActivityNet-1.3 format)')
+    if not all(isinstance(rec, dict) for rec in data["database"].values()):
+        raise XcalabInputError(path, 'every record of "database" must be an object')
+    try:
+        parse_ground_truth(data)  # the whole file, so that a broken record elsewhere is not ignored
+        truth = parse_ground_truth(data, subset)
+    except XcalabInputError as err:
+        raise XcalabInputError(path, str(err)) from None
+    video_ids = [str(vid) for vid, rec in data["database"].items() if str(rec.get("subset", "")).lower() == subset]
+    if not video_ids:
+        raise XcalabInputError(path, f"no videos of subset {subset!r}")
+    if not truth:
+        raise XcalabInputError(path, f"the {len(video_ids)} videos of subset {subset!r} have no annotated segments")
+    return data, truth, video_ids
+
+
+def label_table(data: Mapping[str, Any]) -> dict[int, str]:
+    """label_id -> label name over a whole annotation file (the id as text when an annotation has no name)."""
+    table = {g.label_id: str(g.label_id) for g in parse_ground_truth(data)}
+    table.update({i: name for name, i in parse_label_ids(data).items()})
+    return dict(sorted(table.items()))
+
+
+def load_predictions(path: str | Path, annotations: Mapping[str, Any]) -> list[Detection]:
+    """Read an ActivityNet results file, checking its labels and video ids against the parsed annotations.
+
+    Returns:
+        one ``Detection`` per entry, every video (of any subset) included.
+    """
+    path = Path(path)
+    data = _read_json(path, "predictions")
+    if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
+        raise XcalabInputError(path, 'expected an object with a "results" object (ActivityNet results format)')
+    database = annotations["database"]
+    unknown = [vid for vid in data["results"] if vid not in database]
+    if unknown:
+        raise XcalabInputError(
+            path, f"{len(unknown)} video id(s) not in the annotations, e.g. {unknown[:3]} (predictions of another data set?)"
+        )
+    table = label_table(annotations)
+    names = parse_label_ids(annotations)
+    known = ", ".join(f"{name!r} (label_id {i})" for i, name in table.items())
+    for vid, entries in data["results"].items():
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise XcalabInputError(path, f"results[{vid!r}] must be a list of {{label, score, segment}} objects")
+        for e in entries:
+            where = f"results[{vid!r}]"
+            if "label_id" in e:
+                label_id = e["label_id"]
+                if isinstance(label_id, bool) or not isinstance(label_id, int) or label_id not in table:
+                    raise XcalabInputError(path, f"{where}: unknown label_id {label_id!r}; the annotations know {known}")
+                if "label" in e and names.get(e["label"], label_id) != label_id:
+                    raise XcalabInputError(path, f"{where}: label {e['label']!r} disagrees with label_id {label_id}")
+            elif "label" in e:
+                if e["label"] not in names:
+                    raise XcalabInputError(path, f"{where}: unknown label {e['label']!r}; the annotations know {known}")
+            else:
+                raise XcalabInputError(path, f'{where}: an entry needs a "label" or a "label_id", got {e}')
+            segment = e.get("segment")
+            if not (isinstance(segment, list) and len(segment) == 2):
+                raise XcalabInputError(path, f'{where}: "segment" must be [t0, t1] in seconds, got {segment!r}')
+    try:
+        return parse_detections(data, names)
+    except XcalabInputError as err:
+        raise XcalabInputError(path, str(err)) from None
+
+
+def _keyframe_videos(path: Path, data: Mapping[str, Any]) -> dict[str, VideoAnnotation] | None:
+    """The validated xcalab records (keyframes, fps, duration) when every video has a frame rate, else None
+    (a plain ActivityNet file: mAP only)."""
+    if all("fps" in rec for rec in data["database"].values()):
+        return read_annotations(path)
+    return None
+
+
+def _resolve_setting(path: Path, videos: Mapping[str, VideoAnnotation] | None, video_ids: Sequence[str],
+                     setting: int | None) -> int:
+    """The problem setting to decode keyframes with: ``setting``, which must agree with the file's records;
+    by default the one the records hold (0 when they hold none)."""
+    recorded = sorted({videos[v].setting for v in video_ids}) if videos is not None else []
+    if setting is None:
+        if len(recorded) > 1:
+            raise XcalabInputError(path, f"mixes problem settings {recorded} in one subset; cannot decode keyframes")
+        return recorded[0] if recorded else 0
+    if setting not in LABELS:
+        raise XcalabInputError("--setting", f"must be 0, 1 or 2 (seed paper Table VIII), got {setting!r}")
+    if recorded and recorded != [setting]:
+        raise XcalabInputError(path, f"is annotated for problem setting(s) {recorded}, not setting {setting}")
+    return setting
+
+
+# --------------------------------------------------------------------------------------------------
+# Scoring (in memory)
+# --------------------------------------------------------------------------------------------------
+
+
+def _best_per_class(detections: Sequence[Detection]) -> dict[int, Detection]:
+    """The top-scoring detection of each class; on equal scores the first listed (as the ranked lists
+    ``VideoPrediction.to_activitynet`` writes, so a checkpoint's top-1 is found again)."""
+    best: dict[int, Detection] = {}
+    for d in detections:
+        if d.label_id not in best or d.score > best[d.label_id].score:
+            best[d.label_id] = d
+    return best
+
+
+def top1_keyframes(detections: Sequence[Detection], fps: float, setting: int = 0) -> Keyframes | None:
+    """Keyframes (frame coordinates, floats) from the top-scoring segment of each class of one video.
+
+    Returns:
+        ``actions_to_keyframes`` of the two top-1 segments (eq. 14, 19 or 20), or None when a class has none.
+    """
+    best = _best_per_class(detections)
+    if not {0, 1} <= best.keys():
+        return None
+    actions = [Action(LABELS[setting][c], c, (best[c].t0, best[c].t1)) for c in (0, 1)]
+    return actions_to_keyframes(actions, fps, setting)
+
+
+def _plain(x: Any) -> Any:
+    """JSON-ready values: numpy scalars and arrays to Python, NaN and infinities to None (strict JSON)."""
+    if isinstance(x, Mapping):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple, np.ndarray)):
+        return [_plain(v) for v in x]
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        return float(x) if math.isfinite(x) else None
+    return x
+
+
+def _keyframe_metrics(pairs: Sequence[tuple[Keyframes, VideoAnnotation]], window: int) -> dict[str, Any]:
+    """AD, P/R/F, per-keyframe deviations, t-tests and CIs of decoded keyframes against the true ones,
+    with the conventions of ``xcalab.train.engine.evaluate``."""
+    nearest = [list(kf.rounded()) for kf, _ in pairs]
+    truncated = [[math.trunc(v) for v in kf] for kf, _ in pairs]
+    true = [list(v.keyframes) for _, v in pairs]
+    n_frames = [max(1, round(v.duration * v.fps)) for _, v in pairs]
+    # Frame labels need indices >= 0: a segment a foreign file starts before 0 s labels from frame 0.
+    labelled = [[max(0, k) for k in kf] for kf in nearest]
+    true_frames = [[round(k) for k in kf] for kf in true]
+    deviations = {
+        "ad": keyframe_deviations(nearest, true),
+        "ad_paper": keyframe_deviations(truncated, true, paper_compatible=True, window=window),
+    }
+    with warnings.catch_warnings():
+        # Equal deviations (a perfect detector: all 0, or all 2 for ad_paper) have no spread: scipy warns of
+        # precision loss and gives t = -inf, p = 0, the right limits (stored as null and 0).
+        warnings.filterwarnings("ignore", "Precision loss", RuntimeWarning)
+        ttest = {name: [t._asdict() for t in one_sided_ttest(d, PAPER_POPMEANS)] for name, d in deviations.items()}
+    return {
+        "ad": average_deviation(nearest, true, window=window),
+        "ad_paper": average_deviation(truncated, true, paper_compatible=True, window=window),
+        "deviations": {
+            name: dict(zip(Keyframes._fields, d.mean(axis=0))) for name, d in deviations.items()
+        },
+        "prf": {
+            convention: mean_frame_prf(labelled, true_frames, n_frames, convention=convention)._asdict()
+            for convention in ("paper", "foreground")
+        },
+        "ttest": {"popmeans": list(PAPER_POPMEANS), **ttest},
+        "ci": {"level": CI_LEVEL, **{name: list(confidence_interval(d, CI_LEVEL)) for name, d in deviations.items()}},
+    }
+
+
+def score_detections(
+    detections: Sequence[Detection],
+    ground_truth: Sequence[GroundTruth],
+    video_ids: Sequence[str],
+    labels: Mapping[int, str],
+    videos: Mapping[str, VideoAnnotation] | None = None,
+    protocol: str = "all",
+    tious: Sequence[float] = PAPER_TIOUS,
+    setting: int = 0,
+    window: int = 4,
+) -> dict[str, Any]:
+    """Score detections against the ground truth of one subset; no files are read or written.
+
+    Args:
+        detections: every detection, of any video (those outside ``video_ids`` are false positives).
+        ground_truth: the segments of the evaluated videos.
+        video_ids: the evaluated videos (a video without detections is a video where nothing was found).
+        labels: label_id -> name, for the report.
+        videos: xcalab records with keyframes, fps and duration, for the keyframe metrics; None: mAP only.
+        protocol: "all" (ActivityNet) or "paper" (top-1 segment per class and video).
+        tious: the tIoU thresholds, in (0, 1].
+        setting: problem setting of the keyframe formula (eq. 14, 19, 20).
+        window: frames per feature step, for ``ad_paper``.
+
+    Returns:
+        the JSON-ready metrics dict written to metrics.json (see the module docstring); keyframe entries are
+        None when ``videos`` is None or no video's keyframes could be decoded.
+    """
+    tious = _check_scoring(protocol, tious)
+    result = mean_average_precision(detections, ground_truth, tious, protocol=PROTOCOLS[protocol])
+    names = {c: labels.get(c, str(c)) for c in result.labels}
+
+    per_video: dict[str, list[Detection]] = {vid: [] for vid in video_ids}
+    for d in detections:
+        if d.video_id in per_video:
+            per_video[d.video_id].append(d)
+    best = {vid: _best_per_class(dets) for vid, dets in per_video.items()}
+    # A class without any detection leaves a video without keyframes: listed, never dropped silently.
+    missing = {vid: [names[c] for c in result.labels if c not in best[vid]] for vid in per_video}
+    missing = {vid: classes for vid, classes in missing.items() if classes}
+
+    pairs = []
+    for vid, dets in per_video.items():
+        truth = None if videos is None else videos.get(vid)
+        if vid in missing or truth is None or truth.keyframes is None:
+            continue
+        kf = top1_keyframes(dets, truth.fps, setting)
+        if kf is not None:
+            pairs.append((kf, truth))
+    if pairs:
+        keyframes = _keyframe_metrics(pairs, window)
+    else:
+        keyframes = dict.fromkeys(("ad", "ad_paper", "deviations", "prf", "ttest", "ci"))
+
+    metrics = {
+        "protocol": protocol,
+        "protocol_note": PROTOCOL_NOTES[protocol],
+        "tiou": list(result.tious),
+        "ap": {names[c]: list(row) for c, row in zip(result.labels, result.ap)},
+        "map_per_tiou": list(result.map),
+        "mAP": result.average_map,
+        "label_ids": {name: c for c, name in names.items()},
+        "setting": setting,
+        "window": window,
+        "n_videos": len(video_ids),
+        "n_detections": len(detections),
+        "n_outside_subset": sum(1 for d in detections if d.video_id not in per_video),
+        "n_missing": len(missing),
+        "missing": missing,
+        "n_keyframes": len(pairs),
+        "keyframe_note": None if pairs else (
+            "the annotations carry no frame rates" if videos is None else "no video's keyframes could be decoded"
+        ),
+        **keyframes,
+        "conventions": CONVENTIONS,
+    }
+    return _plain(metrics)
+
+
+# --------------------------------------------------------------------------------------------------
+# The results table
+# --------------------------------------------------------------------------------------------------
+
+
+def _percent(x: float | None) -> float | None:
+    return None if x is None else 100.0 * x
+
+
+def results_table(metrics: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """The results table as (column names, rows): one row per class (its AP at each tIoU and their mean) and
+    a "mean" row (mAP at each tIoU, mAP, then frame P/R/F and AD). AP, mAP and P/R/F in percent, AD in
+    frames; None where a number does not apply or could not be computed."""
+    columns = ["", *(f"AP@{t:g}" for t in metrics["tiou"]), "mAP", "P", "R", "F", "AD", "AD ref."]
+    rows: list[list[Any]] = []
+    for name, aps in metrics["ap"].items():
+        known = [a for a in aps if a is not None]
+        mean = sum(known) / len(known) if known else None
+        rows.append([name, *(_percent(a) for a in aps), _percent(mean), None, None, None, None, None])
+    prf = (metrics.get("prf") or {}).get("paper") or {}
+    rows.append([
+        "mean", *(_percent(m) for m in metrics["map_per_tiou"]), _percent(metrics["mAP"]),
+        _percent(prf.get("precision")), _percent(prf.get("recall")), _percent(prf.get("f1")),
+        metrics.get("ad"), metrics.get("ad_paper"),
+    ])
+    return columns, rows
+
+
+def results_table_markdown(metrics: Mapping[str, Any]) -> str:
+    """The results table in Markdown: a header line naming the protocol and the tIoUs, the table (2 decimals,
+    percent like the paper's tables) and a note on the frame-level numbers. Takes the dict of metrics.json."""
+    columns, rows = results_table(metrics)
+    tious = ", ".join(f"{t:g}" for t in metrics["tiou"])
+    lines = [
+        f"**Protocol `{metrics['protocol']}`** ({metrics['protocol_note']}); tIoU {tious}; "
+        f"{metrics['n_videos']} videos, {metrics['n_missing']} with a class not detected.",
+        "",
+        "| " + " | ".join(columns) + " |",
+        "|" + "|".join([":---", *["---:"] * (len(columns) - 1)]) + "|",
+    ]
+    for row in rows:
+        cells = [row[0], *("–" if v is None else f"{v:.2f}" for v in row[1:])]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    if metrics.get("ad") is None:
+        lines.append(f"AP and mAP (mean over the tIoUs) in %. No keyframe metrics: {metrics.get('keyframe_note')}.")
+        return "\n".join(lines) + "\n"
+    fg = metrics["prf"]["foreground"]
+    low, high = metrics["ci"]["ad"]
+    ci = "–" if low is None else f"[{low:.2f}, {high:.2f}]"
+    lines.append(
+        f"AP, mAP (mean over the tIoUs), P, R, F in %; AD in frames, over the {metrics['n_keyframes']} videos with "
+        f"keyframes. P/R/F: frame level, macro average with background (the paper's convention); foreground only: "
+        f"P {100 * fg['precision']:.2f}, R {100 * fg['recall']:.2f}, F {100 * fg['f1']:.2f}. AD: nearest frames "
+        f"vs true keyframes, {100 * CI_LEVEL:g} % CI {ci}; AD ref.: the reference's convention (truncated frames vs "
+        f"int(true - {metrics['window']}/2)), for comparison with the paper only."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def results_table_csv(metrics: Mapping[str, Any]) -> str:
+    """The results table as CSV text: a protocol column first, then the Markdown table's columns with their
+    units; numbers to 4 decimals, empty where none applies."""
+    columns, rows = results_table(metrics)
+    units = ["row", *(f"{c} (%)" for c in columns[1:-2]), "AD (frames)", "AD ref. (frames)"]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["protocol", *units])
+    for row in rows:
+        writer.writerow([metrics["protocol"], row[0], *("" if v is None else f"{v:.4f}" for v in row[1:])])
+    return out.getvalue()
+
+
+def write_results(metrics: Mapping[str, Any], out_dir: str | Path) -> dict[str, Path]:
+    """Write metrics.json, results.md and results.csv into ``out_dir`` (created if needed), each atomically.
+
+    Returns:
+        {"metrics": path, "markdown": path, "csv": path}.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise XcalabInputError(out_dir, "is a file; --out must be a folder")
+    texts = {
+        "metrics": (METRICS, json.dumps(metrics, indent=1, allow_nan=False) + "\n"),
+        "markdown": (TABLE_MD, results_table_markdown(metrics)),
+        "csv": (TABLE_CSV, results_table_csv(metrics)),
+    }
+    paths = {}
+    for key, (name, text) in texts.items():
+        with atomic_path(out_dir / name) as tmp:
+            tmp.write_text(text)
+        paths[key] = out_dir / name
+    return paths
+
+
+# --------------------------------------------------------------------------------------------------
+# Files in, files out
+# --------------------------------------------------------------------------------------------------
+
+
+def _evaluate(predictions_path: Path, annotations_path: Path, out_dir: Path, subset: str, protocol: str,
+              tious: Sequence[float], setting: int | None, window: int, source: dict[str, Any]) -> dict[str, Any]:
+    tious = _check_options(subset, protocol, tious)
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise XcalabInputError("--window", f"must be a positive number of frames, got {window!r}")
+    data, truth, video_ids = load_ground_truth(annotations_path, subset)
+    detections = load_predictions(predictions_path, data)
+    videos = _keyframe_videos(annotations_path, data)
+    setting = _resolve_setting(annotations_path, videos, video_ids, setting)
+    metrics = score_detections(detections, truth, video_ids, label_table(data), videos, protocol, tious, setting, window)
+    metrics["subset"] = subset
+    metrics["source"] = {"predictions": str(predictions_path), "annotations": str(annotations_path), **source}
+    metrics["files"] = {k: str(p) for k, p in write_results(metrics, out_dir).items()}
+    return metrics
+
+
+def evaluate_files(
+    predictions_path: str | Path,
+    annotations_path: str | Path,
+    out_dir: str | Path,
+    subset: str = "test",
+    protocol: str = "all",
+    tious: Sequence[float] = PAPER_TIOUS,
+    setting: int | None = None,
+    window: int = 4,
+) -> dict[str, Any]:
+    """Score an ActivityNet results file against an annotation file; write metrics.json, results.md/.csv.
+
+    Args:
+        predictions_path: PRED.json, ``{"results": {video_id: [{"label" or "label_id", "score", "segment"}]}}``.
+        annotations_path: GT.json (ActivityNet-1.3; with frame rates for the keyframe metrics).
+        out_dir: output folder (created if needed).
+        subset: the videos to score ("train", "validation", "test").
+        protocol: "all" (ActivityNet) or "paper" (top-1 segment per class and video).
+        tious: tIoU thresholds in (0, 1]; default the paper's 0.3:0.1:0.7.
+        setting: problem setting of the keyframe formula; None: the one GT.json records (0 if none).
+        window: frames per feature step, for the reference's AD (4 in the paper).
+
+    Returns:
+        the metrics dict, as written to metrics.json, plus "files": where the three files went.
+    """
+    return _evaluate(Path(predictions_path), Path(annotations_path), Path(out_dir), subset, protocol, tious,
+                     setting, window, source={})
+
+
+def write_predictions(path: str | Path, predictions: Sequence[VideoPrediction]) -> Path:
+    """Write a model's predictions in the ActivityNet results format (every kept segment, ranked), atomically.
+
+    Returns:
+        the path.
+    """
+    path = Path(path)
+    results = {p.video_id: p.to_activitynet() for p in predictions}
+    payload = {"version": "xcalab", "results": results, "external_data": {"used": False}}
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, allow_nan=False))
+    return path
+
+
+def evaluate_checkpoint(
+    checkpoint_path: str | Path,
+    features_dir: str | Path,
+    out_dir: str | Path,
+    annotations_path: str | Path | None = None,
+    subset: str = "test",
+    protocol: str = "all",
+    tious: Sequence[float] = PAPER_TIOUS,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Predict a subset with a trained detector, write ``out_dir/predictions.json``, and score it as
+    ``evaluate_files`` does (the same numbers as ``xcalab.train.engine.evaluate``).
+
+    Args:
+        checkpoint_path: ``best.pt`` or ``checkpoint.pt`` of ``xcalab train`` (its EMA weights are used).
+        features_dir: folder of ``<video_id>.npy`` feature files, (T, 4096) each.
+        out_dir: output folder (created if needed).
+        annotations_path: GT.json; default ``features_dir/annotations.json``.
+        subset, protocol, tious: as ``evaluate_files``. The problem setting and the feature window are the
+            checkpoint's.
+        device: "auto" (CUDA when present), "cpu" or "cuda".
+
+    Returns:
+        the metrics dict, as written to metrics.json, plus "files" (predictions.json included).
+    """
+    # Imported here: torch and the model are only needed when a checkpoint is scored.
+    from xcalab.runtime import resolve_device
+    from xcalab.train.engine import dataset_for, load_detector, predict
+
+    checkpoint_path, features_dir, out_dir = Path(checkpoint_path), Path(features_dir), Path(out_dir)
+    tious = _check_options(subset, protocol, tious)
+    if not features_dir.is_dir():
+        raise XcalabInputError(features_dir, "no such feature folder")
+    annotations_path = features_dir / "annotations.json" if annotations_path is None else Path(annotations_path)
+    model, cfg = load_detector(checkpoint_path, device=resolve_device(device))
+    videos = read_annotations(annotations_path)
+    wrong = sorted({v.setting for v in videos.values() if v.subset == subset} - {cfg.setting})
+    if wrong:
+        raise XcalabInputError(
+            annotations_path, f"is annotated for problem setting(s) {wrong}; the checkpoint predicts setting {cfg.setting}"
+        )
+    dataset = dataset_for(cfg, features_dir, videos, subset)
+    if not len(dataset):
+        raise XcalabInputError(annotations_path, f"no videos of subset {subset!r}")
+    predictions_path = write_predictions(out_dir / PREDICTIONS, predict(model, dataset, cfg))
+    metrics = _evaluate(predictions_path, annotations_path, out_dir, subset, protocol, tious, cfg.setting,
+                        cfg.features.window, source={"checkpoint": str(checkpoint_path), "features": str(features_dir)})
+    metrics["files"]["predictions"] = str(predictions_path)
+    return metrics
+
+
+# --------------------------------------------------------------------------------------------------
+# The command
+# --------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The options of ``xcalab evaluate``."""
+    parser = argparse.ArgumentParser(
+        prog="xcalab evaluate",
+        description="Score detections against annotations: AP per class and tIoU, mAP, and (when the "
+        "annotations carry frame rates) keyframe AD, frame P/R/F, t-tests and confidence intervals. "
+        "Give --predictions (an ActivityNet results file) or --checkpoint with --features (predict first).",
+        epilog="Writes OUT/metrics.json, OUT/results.md and OUT/results.csv (and OUT/predictions.json with "
+        "--checkpoint). Example: xcalab evaluate --predictions pred.json --annotations gt.json --out eval",
+    )
+    what = parser.add_argument_group("what to score (one of)")
+    what.add_argument("--predictions", metavar="PRED.json",
+                      help='ActivityNet results: {"results": {video_id: [{"label", "score", "segment": [t0, t1]}]}}')
+    what.add_argument("--checkpoint", metavar="CKPT", help="best.pt or checkpoint.pt of `xcalab train` (needs --features)")
+    parser.add_argument("--features", metavar="DIR", help="with --checkpoint: folder of <video_id>.npy features (T, 4096)")
+    parser.add_argument("--annotations", metavar="GT.json",
+                        help="ActivityNet-1.3 ground truth (with --checkpoint default: FEATURES/annotations.json)")
+    parser.add_argument("--out", metavar="DIR", required=True, help="folder for metrics.json, results.md, results.csv")
+    parser.add_argument("--subset", choices=SUBSETS, default="test", help="the videos to score (default: test)")
+    parser.add_argument("--protocol", choices=tuple(PROTOCOLS), default="all",
+                        help="all: ActivityNet rules over every detection (default); "
+                        "paper: top-1 segment per class and video, as the seed paper")
+    parser.add_argument("--tiou", type=float, nargs="+", default=list(PAPER_TIOUS), metavar="T",
+                        help="tIoU thresholds in (0, 1] (default: 0.3 0.4 0.5 0.6 0.7)")
+    parser.add_argument("--setting", type=int, choices=tuple(LABELS), default=None,
+                        help="problem setting of the keyframe formula (eq. 14/19/20); default: the annotations' (0)")
+    parser.add_argument("--window", type=int, default=None,
+                        help="frames per feature step, for the reference's AD (default 4; a checkpoint's own)")
+    parser.add_argument("--device", default="auto", help='with --checkpoint: "auto" (CUDA if present), "cpu" or "cuda"')
+    return parser
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Run ``xcalab evaluate`` from parsed arguments; returns the metrics dict."""
+    if (args.predictions is None) == (args.checkpoint is None):
+        raise XcalabInputError(
+            "--predictions / --checkpoint",
+            "give exactly one: --predictions PRED.json (with --annotations) or --checkpoint CKPT (with --features)",
+        )
+    if args.predictions is not None:
+        if args.annotations is None:
+            raise XcalabInputError("--predictions", "needs --annotations GT.json to score against")
+        if args.features is not None:
+            raise XcalabInputError("--features", "is only used with --checkpoint (to predict); drop it or --predictions")
+        return evaluate_files(args.predictions, args.annotations, args.out, args.subset, args.protocol, args.tiou,
+                              args.setting, 4 if args.window is None else args.window)
+    if args.features is None:
+        raise XcalabInputError("--checkpoint", "needs --features DIR (the feature files to predict on)")
+    if args.setting is not None or args.window is not None:
+        raise XcalabInputError("--checkpoint", "the checkpoint's configuration fixes --setting and --window; drop them")
+    return evaluate_checkpoint(args.checkpoint, args.features, args.out, args.annotations, args.subset, args.protocol,
+                               args.tiou, args.device)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``xcalab evaluate ...`` (see the module docstring); prints the table and where the files went.
+
+    Returns:
+        0 on success, 2 on bad input (one line on stderr naming the file or option and the problem).
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        metrics = run(args)
+    except XcalabInputError as err:
+        print(f"xcalab: {err}", file=sys.stderr)
+        return 2
+    print(results_table_markdown(metrics))
+    print("wrote " + ", ".join(metrics["files"].values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,295 @@
+"""From a preset to features and a trained detector: where notebooks 03-08 and ``xcalab reproduce`` start.
+
+    data = prepare_features(cfg)                       # XCA-Synth build + (T, 4096) vessel features, cached
+    run = load_or_train_detector(cfg, "STA-IPCon", data)  # the shipped teach model, a cached run, or trains one
+    run.model(features, mask, return_attention=True)
+
+Everything is cached under ``cfg.data_dir`` (git-ignored) and keyed by what made it, so the second call
+is instant:
+
+    xca-synth-<preset>-seed<N>/            the simulated cines (``xcalab simulate``)
+    features/<preset>-seed<N>-<source>-s<stride>/
+        <video_id>.npy                     (T, 4096) float32 per cine
+        annotations-setting<k>.json        ActivityNet-1.3 ground truth of problem setting k
+    runs/<preset>-<variant>-seed<N>/       training runs (``xcalab train``'s files)
+
+**Variants.** The paper's ablations (Tables II, IV, V) by name: every row is a ``ModelConfig.ablation``
+of the preset's model. "STA-IPCon" is the full model (the paper's "Ours"), "ActionFormer" the baseline
+with every switch off.
+
+**Shipped weights.** ``data/weights/detector-teach-<variant>-seed0.pt`` holds the EMA weights of a teach
+run with its training history, so a student's notebook starts from a trained model in seconds; any
+other preset, seed or variant is trained on first use (``retrain=True`` always trains).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from xcalab.config import ACTIONFORMER, REPO_ROOT, Config
+from xcalab.data.annotations import VideoAnnotation, read_annotations, write_annotations
+from xcalab.data.dataset import FeatureDataset
+from xcalab.data.io import Sequence, atomic_path
+from xcalab.errors import XcalabInputError
+
+#: Every row of the paper's Tables II, IV and V as model switches (on top of the preset's sizes).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "Baseline w/o S-T": {**ACTIONFORMER, "short_term": False},
+    "TA w/o S-T": {**ACTIONFORMER, "long_term": "TA", "short_term": False},
+    "SA w/o S-T": {**ACTIONFORMER, "long_term": "SA", "short_term": False},
+    "STA w/o S-T": {**ACTIONFORMER, "long_term": "STA", "short_term": False},
+    "ActionFormer": dict(ACTIONFORMER),
+    "TA": {**ACTIONFORMER, "long_term": "TA"},
+    "SA": {**ACTIONFORMER, "long_term": "SA"},
+    "STA": {**ACTIONFORMER, "long_term": "STA"},
+    "STA+ICon": {**ACTIONFORMER, "long_term": "STA", "imagewise": True},
+    "STA+PCon": {**ACTIONFORMER, "long_term": "STA", "patchwise": True},
+    "STA-IPCon": {"long_term": "STA", "imagewise": True, "patchwise": True, "short_term": True},
+}
+
+WEIGHTS_DIR = REPO_ROOT / "data" / "weights"
+
+
+def variant_slug(variant: str) -> str:
+    """A file-name-safe name: "STA w/o S-T" -> "sta-wo-st", "STA+ICon" -> "sta+icon"."""
+    check_variant(variant)
+    return variant.lower().replace(" w/o s-t", "-wo-st")
+
+
+def check_variant(variant: str) -> None:
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose one of: {', '.join(VARIANTS)}")
+
+
+def variant_config(cfg: Config, variant: str) -> Config:
+    """``cfg`` with the model switches of ``variant`` (sizes, training and seed unchanged)."""
+    check_variant(variant)
+    return cfg.replace(model=cfg.model.ablation(**VARIANTS[variant]))
+
+
+# --------------------------------------------------------------------------------------------------
+# Features
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FeatureData:
+    """The features of one XCA-Synth build, ready for the detector.
+
+    cfg               the preset they were made for
+    build_dir         the simulated cines (``load_benchmark``; frames for drawing)
+    features_dir      ``<video_id>.npy``, (T, 4096) float32 each
+    annotations_path  the ActivityNet-1.3 ground truth of ``cfg.setting``, for the cines present
+    source, stride    how the features were made (``xcalab.features.extract_features``)
+    """
+
+    cfg: Config
+    build_dir: Path
+    features_dir: Path
+    annotations_path: Path
+    source: str
+    stride: int
+    annotations: dict[str, VideoAnnotation] = field(repr=False, default_factory=dict)
+
+    def video_ids(self, subset: str | None = None) -> list[str]:
+        """The video ids present, of one subset ("train", "validation", "test") or all, sorted."""
+        return sorted(v for v, a in self.annotations.items() if subset is None or a.subset == subset)
+
+    def dataset(self, subset: str | None, training: bool = False) -> FeatureDataset:
+        """A ``FeatureDataset`` of a subset (``training=True``: random crops as in training)."""
+        from xcalab.train.engine import dataset_for
+
+        return dataset_for(self.cfg, self.features_dir, self.annotations, subset, training=training)
+
+    def features(self, video_id: str) -> np.ndarray:
+        """(T, 4096) float32 features of one cine."""
+        return np.load(self.features_dir / f"{video_id}.npy")
+
+    def cine(self, video_id: str) -> Sequence:
+        """The simulated cine itself (frames, vessel maps, keyframes)."""
+        from xcalab.data.synth.benchmark import read_sequence_npz
+
+        return read_sequence_npz(self.build_dir / "sequences" / f"{video_id}.npz")
+
+
+def features_dir_for(cfg: Config, source: str = "learned", stride: int | None = None) -> Path:
+    stride = cfg.features.stride if stride is None else stride
+    return Path(cfg.data_dir) / "features" / f"{cfg.name}-seed{cfg.seed}-{source}-s{stride}"
+
+
+def prepare_features(
+    cfg: Config,
+    subsets: tuple[str, ...] | None = None,
+    source: str = "learned",
+    stride: int | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> FeatureData:
+    """Simulate the cines of ``cfg`` (or only those of ``subsets``) and extract their features; cached.
+
+    cfg       the preset: its synth sizes, seed, setting, feature grid, device and data_dir
+    subsets   e.g. ("test",) when only the test cines are needed (a notebook that loads a trained model);
+              None: all of them
+    source    "learned" (the shipped SVS-Net), "frangi", "raw" or "oracle" (Table VI)
+    stride    frames between feature steps (default ``cfg.features.stride``: 4, the paper's)
+    workers   simulator processes (default: the CPU count, at most 4)
+    progress  progress bars
+    """
+    from tqdm.auto import tqdm
+
+    from xcalab.data.synth.benchmark import _summary_npz, build_benchmark, plan, read_sequence_npz
+    from xcalab.features.extract import DEFAULT_CACHE, extract_features
+
+    stride = cfg.features.stride if stride is None else stride
+    workers = workers or min(4, os.cpu_count() or 1)
+    build_dir = build_benchmark(cfg, workers=workers, progress=progress, subsets=subsets)
+    out = features_dir_for(cfg, source, stride)
+    out.mkdir(parents=True, exist_ok=True)
+    extractor = None
+    if source == "learned":
+        from xcalab.features.train import load_extractor
+
+        extractor = load_extractor(device=cfg.device)
+
+    videos = []
+    for job in tqdm(plan(cfg), desc=f"features ({source}, stride {stride})", unit="cine", disable=not progress):
+        npz = build_dir / "sequences" / f"{job['video_id']}.npz"
+        npy = out / f"{job['video_id']}.npy"
+        if not npz.is_file():  # a subset that was not asked for
+            continue
+        if not npy.is_file():
+            seq = read_sequence_npz(npz)
+            features = extract_features(seq, source, stride, extractor, device=cfg.device, cache=DEFAULT_CACHE)
+            with atomic_path(npy) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, features)
+        s = _summary_npz(npz)
+        videos.append(VideoAnnotation.from_keyframes(job["video_id"], s["keyframes"], s["fps"], s["n_frames"],
+                                                     subset=job["subset"], setting=cfg.setting))
+    if not videos:
+        raise XcalabInputError(build_dir, f"no cines of the subsets {subsets} in this build")
+    annotations_path = write_annotations(out / f"annotations-setting{cfg.setting}.json", videos)
+    return FeatureData(cfg, build_dir, out, annotations_path, source, stride, read_annotations(annotations_path))
+
+
+# --------------------------------------------------------------------------------------------------
+# Detectors
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainedDetector:
+    """A trained detector and where it came from.
+
+    model       ``KeyframeDetector`` with the selected EMA weights, in eval mode, on ``cfg.device``
+    cfg         the configuration it was trained with (variant switches included)
+    variant     its name in ``VARIANTS``
+    history     one record per epoch (mean loss terms, lr, validation mAP, seconds), as ``xcalab train`` logs
+    checkpoint  the file the weights came from
+    origin      "shipped" (data/weights), "cached" (an earlier run in data/cache/runs) or "trained" (just now)
+    """
+
+    model: torch.nn.Module
+    cfg: Config
+    variant: str
+    history: list[dict[str, Any]]
+    checkpoint: Path
+    origin: str
+
+
+def shipped_detector_path(variant: str, preset: str = "teach", seed: int = 0) -> Path:
+    return WEIGHTS_DIR / f"detector-{preset}-{variant_slug(variant)}-seed{seed}.pt"
+
+
+def run_dir_for(cfg: Config, variant: str) -> Path:
+    return Path(cfg.data_dir) / "runs" / f"{cfg.name}-{variant_slug(variant)}-seed{cfg.seed}"
+
+
+def _same_training(a: Config, b: Config) -> bool:
+    """Do two configurations train the same model (device and paths aside)?"""
+    from xcalab.train.engine import config_to_dict
+
+    keep = ("seed", "setting", "features", "model", "train")
+    da, db = config_to_dict(a), config_to_dict(b)
+    return all(da[k] == db[k] for k in keep)
+
+
+def _history(path: Path) -> list[dict[str, Any]]:
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if "history" in ckpt:
+        return list(ckpt["history"])
+    meta = json.loads(ckpt["meta"])
+    return list(meta.get("history", []))
+
+
+def load_or_train_detector(
+    cfg: Config,
+    variant: str = "STA-IPCon",
+    data: FeatureData | None = None,
+    retrain: bool = False,
+    progress: bool = True,
+    run_dir: str | Path | None = None,
+) -> TrainedDetector:
+    """The detector of ``variant`` trained with ``cfg``: shipped weights, else a cached run, else train now.
+
+    cfg       the preset (sizes, training, seed); the variant's switches are applied here
+    variant   a name of ``VARIANTS`` (default the full STA-IPCon)
+    data      the features to train on (default ``prepare_features(cfg)``, only built when training)
+    retrain   ignore shipped weights and cached runs (a cached run is resumed if unfinished)
+    progress  progress bars while training
+    run_dir   where the run goes (default ``run_dir_for(cfg, variant)``); shipped weights are only used
+              with the default folder and the learned features, the ones they were trained on
+    """
+    from xcalab.train.engine import BEST, CHECKPOINT, load_detector, train
+
+    vcfg = variant_config(cfg, variant)
+    shipped = shipped_detector_path(variant, cfg.name, cfg.seed)
+    default_run = run_dir is None and (data is None or data.source == "learned")
+    run_dir = run_dir_for(cfg, variant) if run_dir is None else Path(run_dir)
+    candidates = [] if retrain else [(shipped, "shipped")] * default_run + [(run_dir / BEST, "cached")]
+    for path, origin in candidates:
+        if path.is_file():
+            model, saved = load_detector(path, device=_device(cfg))
+            if _same_training(saved, vcfg):
+                history = _history(run_dir / CHECKPOINT if origin == "cached" else path)
+                return TrainedDetector(model, saved, variant, history, path, origin)
+
+    data = data or prepare_features(cfg, progress=progress)
+    result = train(vcfg, data.features_dir, data.annotations_path, run_dir,
+                   resume=(run_dir / CHECKPOINT).is_file(), progress=progress)
+    if result.best_checkpoint is None:
+        raise RuntimeError(f"training in {run_dir} selected no checkpoint")
+    model, saved = load_detector(result.best_checkpoint, device=_device(cfg))
+    return TrainedDetector(model, saved, variant, result.history, result.best_checkpoint, "trained")
+
+
+def _device(cfg: Config) -> torch.device:
+    from xcalab.runtime import resolve_device
+
+    return resolve_device(cfg.device)
+
+
+def export_detector(run_dir: str | Path, path: str | Path, command: str, extra: dict[str, Any] | None = None) -> Path:
+    """Ship a run's selected EMA weights (``best.pt``) with its history: the file ``load_or_train_detector``
+    and ``load_detector`` read. Weights are stored in float16 (half the size; the model runs in float32)."""
+    from xcalab.train.engine import BEST, CHECKPOINT, read_checkpoint, save_checkpoint
+
+    run_dir = Path(run_dir)
+    best = read_checkpoint(run_dir / BEST)
+    meta = json.loads(best["meta"])
+    meta.update({"history": _history(run_dir / CHECKPOINT), "command": command, **(extra or {})})
+    ema = {k: v.half() if v.is_floating_point() else v for k, v in best["ema"].items()}
+    return save_checkpoint(path, {"format": "xcalab-weights-1", "ema": ema, "meta": json.dumps(meta, default=str)})
+
+
+__all__ = [
+    "VARIANTS", "FeatureData", "TrainedDetector", "check_variant", "export_detector", "features_dir_for",
+    "load_or_train_detector", "prepare_features", "run_dir_for", "shipped_detector_path", "variant_config",
+    "variant_slug",
+]
