@@ -46,11 +46,15 @@ class ConvLSTMCell(nn.Module):
             padding=kernel_size // 2,
             bias=bias,
         )
+        self.gates.to(memory_format=torch.channels_last)
 
     def forward(self, x: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         """x (B, C_in, H, W); state = (h, c), each (B, C_h, H, W) -> (h_t, c_t), each (B, C_h, H, W)."""
         h, c = state
-        i, f, o, g = self.gates(torch.cat([x, h], dim=1)).chunk(4, dim=1)
+        # channels-last: the CPU convolution kernels for these few-channel maps run ~1.5-2x faster so
+        # (the same numbers up to float rounding; the gate convolution's weight is stored channels-last too).
+        xh = torch.cat([x, h], dim=1).contiguous(memory_format=torch.channels_last)
+        i, f, o, g = self.gates(xh).chunk(4, dim=1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
         return h, c
