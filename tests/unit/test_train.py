@@ -169,16 +169,20 @@ def test_schedule_steps_the_optimizer_per_iteration():
     assert again.last_epoch == 61
 
 
-def test_ema_averages_every_state_entry():
-    model = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
-    ema = ModelEMA(model, decay=0.9)
-    assert not ema.module.training and not any(p.requires_grad for p in ema.module.parameters())
-    old = {k: v.clone() for k, v in ema.state_dict().items()}
+def _moved(model):
+    old = {k: v.clone() for k, v in model.state_dict().items()}
     with torch.no_grad():
         model[0].weight.add_(1.0)
     model.train()(torch.randn(8, 2))  # moves BatchNorm's running statistics and counter
-    ema.update(model)
-    new = model.state_dict()
+    return old, model.state_dict()
+
+
+def test_ema_reference_averages_every_state_entry():
+    model = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
+    ema = ModelEMA(model, decay=0.9, warmup=False, average_buffers=True)
+    assert not ema.module.training and not any(p.requires_grad for p in ema.module.parameters())
+    old, new = _moved(model)
+    ema.update(model, step=0)
     for name, value in ema.state_dict().items():
         if value.dtype.is_floating_point:
             assert torch.allclose(value, 0.9 * old[name] + 0.1 * new[name]), name
@@ -186,6 +190,20 @@ def test_ema_averages_every_state_entry():
     assert int(ema.state_dict()["1.num_batches_tracked"]) == 1  # integers are copied
     with pytest.raises(ValueError, match="decay"):
         ModelEMA(model, decay=1.5)
+
+
+def test_ema_default_warms_up_and_copies_batchnorm_statistics():
+    model = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
+    ema = ModelEMA(model, decay=0.999)
+    # decay_t = min(0.999, (1 + t) / (10 + t)): 0.1 at the first update, 0.5 at t = 8, capped at 0.999
+    assert ema.decay_at(0) == pytest.approx(0.1) and ema.decay_at(8) == pytest.approx(0.5)
+    assert ema.decay_at(10**6) == 0.999
+    old, new = _moved(model)
+    ema.update(model, step=8)
+    state = ema.state_dict()
+    assert torch.allclose(state["0.weight"], 0.5 * old["0.weight"] + 0.5 * new["0.weight"])
+    assert torch.equal(state["1.running_var"], new["1.running_var"])  # copied, not averaged
+    assert torch.equal(state["1.running_mean"], new["1.running_mean"])
 
 
 def test_pad_segments():

@@ -797,7 +797,8 @@ def _train(cfg: Config, features_dir: Path, annotations_path: Path, out_dir: Pat
     # The model, its EMA copy, the optimiser, the lr schedule and the loss normaliser.
     seed_everything(cfg.seed)
     core = build_detector(cfg).to(ctx.device)
-    ema = ModelEMA(core, tc.ema_decay)
+    ema = ModelEMA(core, tc.ema_decay, warmup=not cfg.model.paper_compatible,
+                   average_buffers=cfg.model.paper_compatible)
     if ctx.world_size > 1:
         use_global_batchnorm(core, ctx.group)
     optimizer = build_optimizer(core, tc)
@@ -869,7 +870,7 @@ def _train(cfg: Config, features_dir: Path, annotations_path: Path, out_dir: Pat
             lr = optimizer.param_groups[0]["lr"]
             optimizer.step()
             scheduler.step()
-            ema.update(core)
+            ema.update(core, step)
 
             for k in sums:
                 sums[k] += terms[k] or 0.0

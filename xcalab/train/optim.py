@@ -152,33 +152,51 @@ def build_scheduler(optimizer: torch.optim.Optimizer, train: TrainConfig, steps_
 
 
 class ModelEMA:
-    """An exponential moving average of a model's whole state dict (parameters and buffers).
+    """An exponential moving average of a model's weights: the model that is evaluated and shipped.
 
-    model   the model being trained (unwrapped: not the DDP wrapper); copied once here
-    decay   weight of the old average (reference 0.999)
+    model            the model being trained (unwrapped: not the DDP wrapper); copied once here
+    decay            weight of the old average (reference 0.999)
+    warmup           ramp the decay up as decay_t = min(decay, (1 + t) / (10 + t)) at update t (the
+                     TensorFlow / timm warm-up). Without it, an average of a few hundred steps still holds
+                     0.999^t of the random initial weights (0.54 after the 620 steps of the teach preset).
+    average_buffers  also average BatchNorm's running statistics (the reference). They start at mean 0,
+                     variance 1 and are already running averages of the live model: averaged again they lag
+                     so far behind that SA's batch norm (the attention map A) is wrong at inference after a
+                     short schedule. False (default) copies them from the live model.
 
-    ``module`` is the averaged copy, in eval mode and without gradients. Call ``update(model)`` after
-    every optimiser step.
+    ``module`` is the averaged copy, in eval mode and without gradients. Call ``update(model, step)``
+    after every optimiser step (``step`` counts from 0, so a resumed run continues the same decays).
+    The reference behaviour is ``warmup=False, average_buffers=True``.
     """
 
-    def __init__(self, model: nn.Module, decay: float = 0.999):
+    def __init__(self, model: nn.Module, decay: float = 0.999, warmup: bool = True, average_buffers: bool = False):
         if not 0.0 <= decay <= 1.0:
             raise ValueError(f"decay must lie in [0, 1], got {decay}")
         self.decay = float(decay)
+        self.warmup = warmup
+        self.average_buffers = average_buffers
         self.module = copy.deepcopy(model).eval()
         for p in self.module.parameters():
             p.requires_grad_(False)
+        self._parameters = {name for name, _ in self.module.named_parameters()}
+
+    def decay_at(self, step: int) -> float:
+        """The decay used by update number ``step`` (0-based)."""
+        return min(self.decay, (1.0 + step) / (10.0 + step)) if self.warmup else self.decay
 
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
-        """ema <- decay * ema + (1 - decay) * model for floating entries; integer entries are copied."""
+    def update(self, model: nn.Module, step: int = 0) -> None:
+        """ema <- d * ema + (1 - d) * model for floating parameters (d = ``decay_at(step)``); floating buffers
+        likewise with ``average_buffers``, else copied; integer entries are copied."""
         ema_state, state = self.module.state_dict(), model.state_dict()
         if ema_state.keys() != state.keys():
             raise ValueError("the EMA and the model have different state-dict entries (pass the unwrapped model)")
+        decay = self.decay_at(step)
         for name, average in ema_state.items():
             value: Tensor = state[name].detach()
-            if average.dtype.is_floating_point:
-                average.mul_(self.decay).add_(value.to(average.dtype), alpha=1.0 - self.decay)
+            averaged = name in self._parameters or self.average_buffers
+            if average.dtype.is_floating_point and averaged:
+                average.mul_(decay).add_(value.to(average.dtype), alpha=1.0 - decay)
             else:
                 average.copy_(value)
 
