@@ -24,6 +24,7 @@ other preset, seed or variant is trained on first use (``retrain=True`` always t
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -145,13 +146,14 @@ def prepare_features(
     from tqdm.auto import tqdm
 
     from xcalab.data.synth.benchmark import _summary_npz, build_benchmark, plan, read_sequence_npz
-    from xcalab.features.extract import DEFAULT_CACHE, extract_features
+    from xcalab.features.extract import extract_features
 
     stride = cfg.features.stride if stride is None else stride
     workers = workers or min(4, os.cpu_count() or 1)
     build_dir = build_benchmark(cfg, workers=workers, progress=progress, subsets=subsets)
     out = features_dir_for(cfg, source, stride)
     out.mkdir(parents=True, exist_ok=True)
+    cache = Path(cfg.data_dir) / "features"  # content-keyed arrays, shared by every export below data_dir
     extractor = None
     if source == "learned":
         from xcalab.features.train import load_extractor
@@ -166,7 +168,7 @@ def prepare_features(
             continue
         if not npy.is_file():
             seq = read_sequence_npz(npz)
-            features = extract_features(seq, source, stride, extractor, device=cfg.device, cache=DEFAULT_CACHE)
+            features = extract_features(seq, source, stride, extractor, device=cfg.device, cache=cache)
             with atomic_path(npy) as tmp, open(tmp, "wb") as fh:
                 np.save(fh, features)
         s = _summary_npz(npz)
@@ -175,7 +177,8 @@ def prepare_features(
     if not videos:
         raise XcalabInputError(build_dir, f"no cines of the subsets {subsets} in this build")
     annotations_path = write_annotations(out / f"annotations-setting{cfg.setting}.json", videos)
-    return FeatureData(cfg, build_dir, out, annotations_path, source, stride, read_annotations(annotations_path))
+    grid_cfg = cfg.replace(features=dataclasses.replace(cfg.features, stride=stride))  # datasets on this grid
+    return FeatureData(grid_cfg, build_dir, out, annotations_path, source, stride, read_annotations(annotations_path))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -207,8 +210,16 @@ def shipped_detector_path(variant: str, preset: str = "teach", seed: int = 0) ->
     return WEIGHTS_DIR / f"detector-{preset}-{variant_slug(variant)}-seed{seed}.pt"
 
 
-def run_dir_for(cfg: Config, variant: str) -> Path:
-    return Path(cfg.data_dir) / "runs" / f"{cfg.name}-{variant_slug(variant)}-seed{cfg.seed}"
+def run_dir_for(cfg: Config, variant: str, source: str = "learned") -> Path:
+    """``<data_dir>/runs/<preset>-<variant>[-<source>][-s<stride>][-setting<k>]-seed<N>`` (defaults left out)."""
+    parts = [cfg.name, variant_slug(variant)]
+    if source != "learned":
+        parts.append(source)
+    if cfg.features.stride != 4:
+        parts.append(f"s{cfg.features.stride}")
+    if cfg.setting:
+        parts.append(f"setting{cfg.setting}")
+    return Path(cfg.data_dir) / "runs" / "-".join([*parts, f"seed{cfg.seed}"])
 
 
 def _same_training(a: Config, b: Config) -> bool:
@@ -246,27 +257,49 @@ def load_or_train_detector(
     run_dir   where the run goes (default ``run_dir_for(cfg, variant)``); shipped weights are only used
               with the default folder and the learned features, the ones they were trained on
     """
-    from xcalab.train.engine import BEST, CHECKPOINT, load_detector, train
+    from xcalab.train.engine import BEST, CHECKPOINT, config_from_dict, load_detector, train
 
     vcfg = variant_config(cfg, variant)
+    source = "learned" if data is None else data.source
+    if data is not None and data.stride != cfg.features.stride:
+        raise ValueError(f"the features have stride {data.stride}, the configuration {cfg.features.stride}: "
+                         f"pass cfg with features.stride={data.stride}")
     shipped = shipped_detector_path(variant, cfg.name, cfg.seed)
-    default_run = run_dir is None and (data is None or data.source == "learned")
-    run_dir = run_dir_for(cfg, variant) if run_dir is None else Path(run_dir)
-    candidates = [] if retrain else [(shipped, "shipped")] * default_run + [(run_dir / BEST, "cached")]
-    for path, origin in candidates:
-        if path.is_file():
-            model, saved = load_detector(path, device=_device(cfg))
-            if _same_training(saved, vcfg):
-                history = _history(run_dir / CHECKPOINT if origin == "cached" else path)
-                return TrainedDetector(model, saved, variant, history, path, origin)
+    if not retrain and run_dir is None and source == "learned" and shipped.is_file():
+        model, saved = load_detector(shipped, device=_device(cfg))
+        if _same_training(saved, vcfg):
+            return TrainedDetector(model, saved, variant, _history(shipped), shipped, "shipped")
+    run_dir = run_dir_for(cfg, variant, source) if run_dir is None else Path(run_dir)
+
+    # A run folder holds a finished run of this configuration (load it), an unfinished one (resume it) or
+    # something else: another configuration, or retrain=True (start afresh: its files are replaced).
+    resume = False
+    if (run_dir / CHECKPOINT).is_file():
+        ckpt = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=True)
+        saved = config_from_dict(json.loads(ckpt["meta"])["config"], where=run_dir / CHECKPOINT)
+        same = _same_training(saved, vcfg)
+        finished = int(ckpt["epoch"]) >= vcfg.train.epochs
+        if same and finished and not retrain and (run_dir / BEST).is_file():
+            model, _ = load_detector(run_dir / BEST, device=_device(cfg))
+            return TrainedDetector(model, saved, variant, list(ckpt["history"]), run_dir / BEST, "cached")
+        resume = same and not finished and not retrain
+        if not resume:
+            _clear_run(run_dir)
 
     data = data or prepare_features(cfg, progress=progress)
-    result = train(vcfg, data.features_dir, data.annotations_path, run_dir,
-                   resume=(run_dir / CHECKPOINT).is_file(), progress=progress)
+    result = train(vcfg, data.features_dir, data.annotations_path, run_dir, resume=resume, progress=progress)
     if result.best_checkpoint is None:
         raise RuntimeError(f"training in {run_dir} selected no checkpoint")
     model, saved = load_detector(result.best_checkpoint, device=_device(cfg))
-    return TrainedDetector(model, saved, variant, result.history, result.best_checkpoint, "trained")
+    return TrainedDetector(model, vcfg, variant, result.history, result.best_checkpoint, "trained")
+
+
+def _clear_run(run_dir: Path) -> None:
+    """Remove the files of a training run (``xcalab train``'s names), nothing else."""
+    from xcalab.train.engine import BEST, CHECKPOINT, CONFIG, CSV_LOG, LOG
+
+    for name in (CHECKPOINT, BEST, LOG, CSV_LOG, CONFIG):
+        (run_dir / name).unlink(missing_ok=True)
 
 
 def _device(cfg: Config) -> torch.device:

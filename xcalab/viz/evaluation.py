@@ -110,7 +110,11 @@ def plot_deviation_histograms(deviations: Mapping[str, Sequence[Sequence[float]]
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4), sharey=True, constrained_layout=True)
     bins = np.arange(-max_abs - 0.5, max_abs + 1.5, 1.0)
     for label, devs in deviations.items():
-        d = np.asarray(devs, float).reshape(-1, 3)
+        d = np.asarray(devs, float)
+        if d.size == 0:
+            d = d.reshape(0, 3)
+        if d.ndim != 2 or d.shape[1] != 3:
+            raise ValueError(f"{label}: need (start, apex, end) per video, got shape {d.shape}")
         for k, ax in enumerate(axes):
             ax.hist(np.clip(d[:, k], -max_abs, max_abs), bins=bins, histtype="step", lw=1.5,
                     label=f"{label} (mean |d| {np.abs(d[:, k]).mean():.1f})" if d.size else label)
