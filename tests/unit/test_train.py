@@ -338,3 +338,26 @@ def test_a_smoke_model_overfits_four_cines_to_their_keyframes(tmp_path):
     assert scores.average_map == 1.0 and scores.n_missing == 0
     assert scores.ad <= STRIDE and scores.prf.f1 > 0.8
     assert scores.as_dict()["map_top1"]["average_map"] == 1.0
+
+
+def test_a_second_process_cannot_train_into_a_locked_folder(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from xcalab.errors import XcalabInputError
+    from xcalab.train.engine import _RunLock
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (tmp_path / _RunLock.NAME).write_text(str(other.pid))  # a live process holds the folder
+        with pytest.raises(XcalabInputError, match=f"pid {other.pid}"):
+            with _RunLock(tmp_path, enabled=True):
+                pass
+    finally:
+        other.kill()
+        other.wait()
+    # its process is gone: the stale lock is taken over, and released afterwards
+    with _RunLock(tmp_path, enabled=True):
+        assert (tmp_path / _RunLock.NAME).read_text() == str(os.getpid())
+    assert not (tmp_path / _RunLock.NAME).exists()

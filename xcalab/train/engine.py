@@ -768,9 +768,57 @@ def train(
     """
     ctx = Distributed.start(cfg.device)
     try:
-        return _train(cfg, Path(features_dir), Path(annotations_path), Path(out_dir), resume, progress, ctx)
+        with _RunLock(Path(out_dir), ctx.is_main):
+            return _train(cfg, Path(features_dir), Path(annotations_path), Path(out_dir), resume, progress, ctx)
     finally:
         ctx.close()
+
+
+class _RunLock:
+    """``out_dir/run.lock`` holds the training process's id while it trains (rank 0 only): a second process
+    that would train into the same folder (and interleave its checkpoints with the first's) stops with a
+    clear error instead. A lock left by a process that no longer runs (killed) is taken over."""
+
+    NAME = "run.lock"
+
+    def __init__(self, out_dir: Path, enabled: bool):
+        self.path, self.enabled = out_dir / self.NAME, enabled
+
+    def __enter__(self) -> _RunLock:
+        if not self.enabled:
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                try:
+                    pid = int(self.path.read_text().strip() or 0)
+                except (OSError, ValueError):
+                    pid = 0
+                if pid and pid != os.getpid() and _process_alive(pid):
+                    raise XcalabInputError(self.path.parent, f"another process (pid {pid}) is training in this "
+                                                             "folder; wait for it or choose another --out") from None
+                self.path.unlink(missing_ok=True)  # stale: its process is gone
+                continue
+            with os.fdopen(fd, "w") as fh:
+                fh.write(str(os.getpid()))
+            return self
+        raise XcalabInputError(self.path, "could not take the training lock")
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            self.path.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's
+        return True
+    return True
 
 
 def _train(cfg: Config, features_dir: Path, annotations_path: Path, out_dir: Path, resume: bool,
