@@ -385,3 +385,21 @@ def test_shipped_weights_come_first_with_the_default_folder(trained, tmp_path, m
     assert retrained.origin == "trained" and retrained.checkpoint == run_dir_for(cfg, VARIANT) / BEST
     # Another seed has no shipped file.
     assert not shipped_detector_path(VARIANT, "smoke", 1).exists()
+
+
+def test_the_shipped_teach_detector_is_the_teach_preset():
+    # If the teach preset (or a model default) changes, the shipped weights no longer match and notebooks
+    # would silently retrain for minutes: re-export them (data/weights/README.md gives the commands).
+    import json
+
+    from xcalab.config import get_preset
+    from xcalab.pipeline import _same_training, shipped_detector_path, variant_config
+    from xcalab.train.engine import load_detector, read_checkpoint
+
+    path = shipped_detector_path("STA-IPCon")
+    model, saved = load_detector(path)
+    assert _same_training(saved, variant_config(get_preset("teach"), "STA-IPCon"))
+    meta = json.loads(read_checkpoint(path)["meta"])
+    assert [h["epoch"] for h in meta["history"]] == list(range(saved.train.epochs))
+    assert meta["test"]["average_map"] > 0.5 and meta["test"]["ad"] < 10
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # stored float16, runs float32
