@@ -152,7 +152,7 @@ class KeyframeDetector(nn.Module):
             if self.patchwise is not None:
                 attention["patchwise"], attention["patch_centre"] = maps(patch.features), patch.centre
             for name, weights in (pyramid.attention or {}).items():
-                attention[f"transformer/{name}"] = weights
+                attention[f"transformer/{name}"] = weights.detach()  # for looking at, like the maps
         return DetectorOutput(cls_logits, offsets, pyramid.masks, contrast_out, attention if return_attention else None)
 
     def _as_maps(self, x: Tensor) -> Tensor:

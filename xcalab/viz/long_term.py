@@ -1,0 +1,522 @@
+"""Figures of the long-term attention (seed paper Sec. III-C, eqs. 1, 5, 6, Fig. 5) and its explorer.
+
+A toy ConvLSTM a student can follow by hand, then the trained module's maps on a cine:
+
+    toy_blob_sequence(amplitudes)                 (T, S, S) maps of a blob that appears and fades
+    hand_set_convlstm_cell()                      a 1-channel ConvLSTMCell whose gates are set by hand
+    convlstm_gate_trace(cell, maps)               the gates i, f, o, the candidate g, the cell c and hidden h per step
+    plot_convlstm_gates(trace)                    those maps over the steps, and their values at one pixel
+    attention_by_mode(long_term, features)        what TA, SA and STA would give from one trained module's parts
+    phase_steps(keyframes, n_steps)               the feature steps before / start / filling / apex / washout / end / after
+    keyframe_grid(keyframes)                      keyframes as (fractional) feature steps, for curves
+    plot_long_term_maps(frames, maps, steps)      frame, X, TA(X), A, X * (1 + A) at a few steps (like Fig. 5)
+    plot_attention_modes(maps_by_mode, steps)     the attention A of several modes at a few steps
+    region_means(maps, region)                    per-step mean inside the vessel region and in the background
+    plot_attention_over_time(maps, region, kf)    those means over the whole cine, keyframes marked
+    LongTermExplorer(frames, maps)                a step slider that redraws the frame and every map of that step
+
+Plotting functions take arrays (numpy or torch), return a Figure and never call ``plt.show()``; bad shapes
+raise ValueError. Maps are (T, S, S): one S x S map per feature step (S = 64 for the detector).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from PIL import Image as PILImage
+
+from xcalab.data.annotations import FeatureGrid, check_keyframes
+from xcalab.models.convlstm import ConvLSTMCell
+from xcalab.models.long_term import LongTermAttention
+from xcalab.viz.explorer import frames_to_png
+from xcalab.viz.sequences import KEYFRAME_COLORS
+
+#: What the rows of a gate trace are, in drawing order, and how each is drawn (label, colour map, scale).
+#: "unit": fixed [0, 1] (sigmoid gates); "signed": symmetric around 0; "data": 0 to the data's maximum.
+TRACE_ROWS = {
+    "x": ("input x_t", "magma", "data"),
+    "i": ("input gate i_t", "viridis", "unit"),
+    "f": ("forget gate f_t", "viridis", "unit"),
+    "o": ("output gate o_t", "viridis", "unit"),
+    "g": ("candidate g_t", "RdBu_r", "signed"),
+    "c": ("cell c_t", "RdBu_r", "signed"),
+    "h": ("hidden h_t", "RdBu_r", "signed"),
+}
+#: Line colours of the per-pixel curves under the gate maps.
+TRACE_COLORS = {"x": "k", "i": "tab:green", "f": "tab:orange", "o": "tab:purple", "g": "tab:gray",
+                "c": "tab:blue", "h": "tab:red"}
+#: The phases ``phase_steps`` names, in time order.
+PHASES = ("before", "start", "filling", "apex", "washout", "end", "after")
+#: How each mode computes A (the reference's, see xcalab.models.long_term), for row labels.
+MODE_FORMULAS = {"TA": "A = σ(TA(X))", "SA": "A = SA(X)", "STA": "A = SA(X + TA(X))"}
+
+
+def _maps(x, name: str) -> np.ndarray:
+    """Anything array-like (torch tensors included) as float32 (T, S, S); ValueError otherwise."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    a = np.asarray(x, dtype=np.float32)
+    if a.ndim != 3:
+        raise ValueError(f"{name} must be (T, S, S) maps, got shape {a.shape}")
+    return a
+
+
+# --------------------------------------------------------------------------------------------------
+# A ConvLSTM cell by hand (eq. 1)
+# --------------------------------------------------------------------------------------------------
+
+
+def toy_blob_sequence(amplitudes: Sequence[float] = (0, 0, 0.5, 1, 0.5, 0, 0, 0), size: int = 9,
+                      sigma: float = 1.2) -> np.ndarray:
+    """A Gaussian blob in the middle of a size x size map whose peak follows ``amplitudes``: (T, size, size).
+
+    The default rises to 1 and fades symmetrically, so steps 2 and 4 are the *same* map: one seen while the
+    contrast comes, one while it goes.
+    """
+    amplitudes = np.asarray(amplitudes, dtype=np.float32)
+    if amplitudes.ndim != 1 or len(amplitudes) == 0 or size < 1 or sigma <= 0:
+        raise ValueError(f"need 1-D amplitudes, size >= 1 and sigma > 0, got {amplitudes.shape}, {size}, {sigma}")
+    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
+    blob = np.exp(-(xx**2 + yy**2) / (2 * sigma**2)).astype(np.float32)
+    return amplitudes[:, None, None] * blob[None]
+
+
+def hand_set_convlstm_cell(input_gain: float = 6.0, input_bias: float = -3.0, forget_bias: float = 2.0,
+                           output_bias: float = 3.0, candidate_gain: float = 3.0) -> ConvLSTMCell:
+    """A 1-channel ConvLSTMCell (3 x 3 kernel) with weights set so that each gate does one readable thing.
+
+    Only the centre tap of the x_t input is used (each pixel is its own little LSTM) and the recurrent
+    weights W_h are zero, so per pixel, with sigma the logistic function:
+
+        i_t = sigma(input_gain * x_t + input_bias)    open where contrast is, shut elsewhere
+        f_t = sigma(forget_bias)                       keep most of the memory (0.88 by default)
+        o_t = sigma(output_bias)                       show most of the memory (0.95)
+        g_t = tanh(candidate_gain * x_t)               what would be written
+        c_t = f_t * c_{t-1} + i_t * g_t,  h_t = o_t * tanh(c_t)
+    """
+    cell = ConvLSTMCell(1, 1, kernel_size=3)
+    with torch.no_grad():
+        cell.gates.weight.zero_()
+        cell.gates.bias.zero_()
+        # output channels (i, f, o, g); input channels (x, h); the centre tap is [1, 1]
+        cell.gates.weight[0, 0, 1, 1] = input_gain
+        cell.gates.bias[0] = input_bias
+        cell.gates.bias[1] = forget_bias
+        cell.gates.bias[2] = output_bias
+        cell.gates.weight[3, 0, 1, 1] = candidate_gain
+    return cell.eval()
+
+
+@torch.no_grad()
+def convlstm_gate_trace(cell: ConvLSTMCell, maps) -> dict[str, np.ndarray]:
+    """Run one ConvLSTMCell over a map sequence and keep every intermediate map (eq. 1, reference form).
+
+    cell  a ConvLSTMCell with 1 input channel
+    maps  (T, H, W) input maps x_t
+    ->    {"x", "i", "f", "o", "g", "c", "h"}: each (T, H, W) float32, hidden channel 0 (the gates after their
+          sigmoid, g after its tanh). The state starts at zero, as in ``ConvLSTM``; h and c equal ``cell(x, state)``.
+    """
+    x = _maps(maps, "maps")
+    if cell.gates.in_channels != 1 + cell.hidden_channels:
+        raise ValueError(f"the cell must read 1 input channel, it reads {cell.gates.in_channels - cell.hidden_channels}")
+    steps, height, width = x.shape
+    inputs = torch.from_numpy(x).to(cell.gates.weight)[:, None, None]  # (T, 1, 1, H, W)
+    h = inputs.new_zeros(1, cell.hidden_channels, height, width)
+    c = torch.zeros_like(h)
+    trace: dict[str, list[np.ndarray]] = {name: [] for name in TRACE_ROWS}
+    for t in range(steps):
+        i, f, o, g = cell.gates(torch.cat([inputs[t], h], dim=1)).chunk(4, dim=1)
+        i, f, o, g = torch.sigmoid(i), torch.sigmoid(f), torch.sigmoid(o), torch.tanh(g)
+        c = f * c + i * g
+        h = o * torch.tanh(c)
+        for name, value in zip(TRACE_ROWS, (inputs[t], i, f, o, g, c, h)):
+            trace[name].append(value[0, 0].cpu().numpy())
+    return {name: np.stack(values).astype(np.float32) for name, values in trace.items()}
+
+
+def plot_convlstm_gates(trace: Mapping[str, np.ndarray], pixel: tuple[int, int] | None = None,
+                        title: str | None = None) -> Figure:
+    """The maps of a gate trace (rows x, i, f, o, g, c, h; one column per step) and their values at one pixel.
+
+    trace  ``convlstm_gate_trace``'s output: every key of ``TRACE_ROWS``, each (T, H, W)
+    pixel  (row, col) whose values are drawn as curves in the bottom panel (default: where x is largest)
+    Gates share the fixed scale [0, 1]; g, c and h a scale symmetric around 0; the pixel is ringed in cyan.
+    """
+    missing = [name for name in TRACE_ROWS if name not in trace]
+    if missing:
+        raise ValueError(f"trace lacks {missing}: give convlstm_gate_trace's output")
+    rows = {name: _maps(trace[name], f"trace[{name!r}]") for name in TRACE_ROWS}
+    shapes = {a.shape for a in rows.values()}
+    if len(shapes) != 1:
+        raise ValueError(f"every trace entry must have one shape, got {sorted(shapes)}")
+    steps, height, width = shapes.pop()
+    if pixel is None:
+        pixel = np.unravel_index(int(rows["x"].sum(axis=0).argmax()), (height, width))
+    r, c = (int(p) for p in pixel)
+    if not (0 <= r < height and 0 <= c < width):
+        raise ValueError(f"pixel {pixel} is outside the {height} x {width} maps")
+
+    fig = plt.figure(figsize=(1.15 * steps + 1.6, 1.05 * len(rows) + 2.4))
+    grid = fig.add_gridspec(len(rows) + 1, steps, height_ratios=[1] * len(rows) + [2.2], hspace=0.25, wspace=0.08,
+                            top=0.93)
+    for k, (name, data) in enumerate(rows.items()):
+        label, cmap, scale = TRACE_ROWS[name]
+        if scale == "unit":
+            lo, hi = 0.0, 1.0
+        elif scale == "signed":
+            hi = max(float(np.abs(data).max()), 1e-6)
+            lo = -hi
+        else:
+            lo, hi = 0.0, max(float(data.max()), 1e-6)
+        for t in range(steps):
+            ax = fig.add_subplot(grid[k, t])
+            image = ax.imshow(data[t], cmap=cmap, vmin=lo, vmax=hi)
+            ax.plot(c, r, "o", ms=5, mfc="none", mec="tab:cyan", mew=1.2)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if k == 0:
+                ax.set_title(f"step {t}", fontsize=8)
+            if t == 0:
+                ax.set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center")
+        fig.colorbar(image, ax=ax, fraction=0.08, pad=0.04).ax.tick_params(labelsize=6)
+    curves = fig.add_subplot(grid[len(rows), :])
+    for name, data in rows.items():
+        curves.plot(np.arange(steps), data[:, r, c], marker="o", ms=3, lw=1.5, color=TRACE_COLORS[name],
+                    label=TRACE_ROWS[name][0])
+    curves.axhline(0, color="k", lw=0.5)
+    curves.set_xticks(np.arange(steps))
+    curves.set_xlabel("step t")
+    curves.set_ylabel(f"value at pixel ({r}, {c})", fontsize=8)
+    curves.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    curves.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------------
+# The three modes from one trained module (eqs. 5-6)
+# --------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def attention_by_mode(long_term: LongTermAttention, features) -> dict[str, np.ndarray]:
+    """The attention A each mode would compute from the parts of one STA module: (T, S, S) per mode.
+
+    long_term  a ``LongTermAttention`` in mode "STA" (both its ConvLSTM and its SA), put in eval mode here
+    features   (D, T) features of one video, D = S * S (as the detector reads them)
+    -> {"TA": sigmoid(TA(X)), "SA": SA(X), "STA": SA(X + TA(X))}. "STA" is exactly the module's own A; the
+    other two feed the same trained weights what the TA-only and SA-only modes would, so they show what each
+    part contributes, not what a model trained in that mode learns.
+    """
+    if long_term.temporal is None or long_term.spatial is None:
+        raise ValueError(f"need a module with both TA and SA (mode 'STA'), got mode {long_term.mode!r}")
+    was_training = long_term.training
+    long_term.eval()
+    x = torch.as_tensor(features, dtype=torch.float32)
+    size = long_term.map_size
+    if x.ndim != 2 or x.shape[0] != size * size:
+        raise ValueError(f"features must be (D = {size * size}, T), got shape {tuple(x.shape)}")
+    device = next(long_term.parameters()).device
+    maps = x.T.reshape(1, -1, 1, size, size).to(device)  # (1, T, 1, S, S), row-major
+    ta = long_term.temporal(maps)
+    out = {
+        "TA": torch.sigmoid(ta[0]),
+        "SA": long_term.spatial(maps[0]),
+        "STA": long_term.spatial((maps + ta)[0]),
+    }
+    long_term.train(was_training)
+    return {mode: a[:, 0].cpu().numpy() for mode, a in out.items()}
+
+
+# --------------------------------------------------------------------------------------------------
+# Where in the cine: keyframes on the feature grid
+# --------------------------------------------------------------------------------------------------
+
+
+def keyframe_grid(keyframes: Sequence[float], stride: int = 4, window: int = 4) -> dict[str, float]:
+    """Keyframes (start, apex, end) in frames -> their positions on the feature grid (fractional steps)."""
+    grid = FeatureGrid(stride=stride, window=window)
+    return {name: float(grid.frame_to_grid(f)) for name, f in zip(("start", "apex", "end"), check_keyframes(keyframes))}
+
+
+def phase_steps(keyframes: Sequence[float], n_steps: int, stride: int = 4, window: int = 4) -> dict[str, int]:
+    """One feature step per phase of the contrast passage, in time order: name -> step.
+
+    before   two steps before the start (omitted when the start is the first step)
+    start, apex, end   the steps nearest the keyframes
+    filling  halfway between start and apex;  washout  halfway between apex and end
+    after    two steps after the end (the vessels have emptied)
+    Steps are clipped to 0..n_steps-1; a step that two phases share keeps the first name.
+    """
+    if n_steps < 1:
+        raise ValueError(f"n_steps must be >= 1, got {n_steps}")
+    g = keyframe_grid(keyframes, stride, window)
+    at = {
+        "before": g["start"] - 2,
+        "start": g["start"],
+        "filling": (g["start"] + g["apex"]) / 2,
+        "apex": g["apex"],
+        "washout": (g["apex"] + g["end"]) / 2,
+        "end": g["end"],
+        "after": g["end"] + 2,
+    }
+    out: dict[str, int] = {}
+    for name in PHASES:
+        if name == "before" and round(g["start"]) <= 0:
+            continue
+        step = int(min(max(round(at[name]), 0), n_steps - 1))
+        if step not in out.values():
+            out[name] = step
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Maps at a few steps (Fig. 5)
+# --------------------------------------------------------------------------------------------------
+
+
+def _row_scale(data: np.ndarray) -> tuple[str, float, float]:
+    """(colour map, vmin, vmax) shared by one row: signed data centred on 0, else min..max of the row."""
+    lo, hi = float(np.nanmin(data)), float(np.nanmax(data))
+    if lo < 0 < hi:
+        m = max(-lo, hi)
+        return "RdBu_r", -m, m
+    if hi - lo < 1e-12:
+        hi = lo + 1e-6
+    return "magma", lo, hi
+
+
+def _map_grid(rows: Mapping[str, np.ndarray], steps: Sequence[int], labels: Sequence[str] | None,
+              frames, keyframe_steps: Mapping[str, int] | None, title: str | None) -> Figure:
+    """The shared grid: an optional frame row, then one row per map; one column per step."""
+    if not rows:
+        raise ValueError("give at least one map")
+    rows = {name: _maps(data, f"map {name!r}") for name, data in rows.items()}
+    lengths = {len(a) for a in rows.values()}
+    if frames is not None:
+        frames = _maps(frames, "frames")
+        lengths.add(len(frames))
+    if len(lengths) != 1:
+        raise ValueError(f"frames and maps must have one length T (steps), got {sorted(lengths)}")
+    n = lengths.pop()
+    steps = [int(s) for s in steps]
+    if not steps or min(steps) < 0 or max(steps) >= n:
+        raise ValueError(f"steps must be in 0..{n - 1}, got {steps}")
+    labels = [""] * len(steps) if labels is None else list(labels)
+    if len(labels) != len(steps):
+        raise ValueError(f"need one label per step ({len(steps)}), got {len(labels)}")
+    keyed = {int(s): name for name, s in (keyframe_steps or {}).items()}
+
+    drawn = ([("frame", frames)] if frames is not None else []) + list(rows.items())
+    fig, axes = plt.subplots(len(drawn), len(steps), figsize=(1.75 * len(steps) + 1.6, 1.75 * len(drawn) + 0.4),
+                             squeeze=False)
+    for r, (name, data) in enumerate(drawn):
+        shown = data[steps]
+        cmap, lo, hi = ("gray", 0.0, 1.0) if name == "frame" else _row_scale(shown)
+        for c, (step, label) in enumerate(zip(steps, labels)):
+            ax = axes[r, c]
+            image = ax.imshow(shown[c], cmap=cmap, vmin=lo, vmax=hi)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"step {step}" + (f"\n{label}" if label else ""), fontsize=8)
+                if step in keyed:
+                    h, w = shown[c].shape
+                    ax.add_patch(Rectangle((-0.5, -0.5), w, h, fill=False, lw=4, ec=KEYFRAME_COLORS[keyed[step]]))
+            if c == 0:
+                ax.set_ylabel(name, fontsize=9)
+        # every row gets its bar (the frames' grey scale too), so all rows keep the same width
+        fig.colorbar(image, ax=list(axes[r]), fraction=0.02, pad=0.01).ax.tick_params(labelsize=6)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_long_term_maps(frames, maps: Mapping[str, np.ndarray], steps: Sequence[int],
+                        labels: Sequence[str] | None = None, keyframe_steps: Mapping[str, int] | None = None,
+                        title: str | None = None) -> Figure:
+    """The long-term module at a few steps, like the paper's Fig. 5: a frame of each step over its maps.
+
+    frames          (T, H, W) in [0, 1], one frame per feature step (e.g. its centre frame), or None
+    maps            name -> (T, S, S), drawn in order, e.g. {"X": ..., "TA(X)": ..., "A": ..., "X ⊙ (1 + A)": ...}
+    steps           the columns; ``labels`` names them (e.g. phases)
+    keyframe_steps  name ("start", "apex", "end") -> step: those columns' frames are framed in the keyframe colour
+    Each row has one colour scale over the drawn steps (its colour bar on the right), so rows compare over
+    time; a row with negative and positive values is drawn blue-white-red around 0.
+    """
+    return _map_grid(maps, steps, labels, frames, keyframe_steps, title)
+
+
+def plot_attention_modes(maps_by_mode: Mapping[str, np.ndarray], steps: Sequence[int],
+                         labels: Sequence[str] | None = None, frames=None, title: str | None = None) -> Figure:
+    """The attention A of several modes (mode -> (T, S, S)) at a few steps: one row per mode.
+
+    Known modes ("TA", "SA", "STA") are labelled with the formula the module uses; other names as given.
+    ``frames`` (T, H, W) adds a frame row on top. Each row has its own colour scale (its colour bar).
+    """
+    rows = {(f"{mode}: {MODE_FORMULAS[mode]}" if mode in MODE_FORMULAS else mode): a
+            for mode, a in maps_by_mode.items()}
+    return _map_grid(rows, steps, labels, frames, None, title)
+
+
+# --------------------------------------------------------------------------------------------------
+# Attention over time
+# --------------------------------------------------------------------------------------------------
+
+
+def region_means(maps, region) -> tuple[np.ndarray, np.ndarray]:
+    """Per-step means of (T, S, S) maps inside a region and outside it (the background): two (T,) arrays.
+
+    region  bool (T, S, S) (a region per step) or (S, S) (one region for every step); NaN where a step's
+            region (or its background) is empty.
+    """
+    maps = _maps(maps, "maps")
+    region = np.asarray(region.cpu() if isinstance(region, torch.Tensor) else region).astype(bool)
+    if region.shape == maps.shape[1:]:
+        region = np.broadcast_to(region, maps.shape)
+    if region.shape != maps.shape:
+        raise ValueError(f"region must be (T, S, S) or (S, S) like maps {maps.shape}, got {region.shape}")
+    inside_n, outside_n = region.sum(axis=(1, 2)), (~region).sum(axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        inside = np.where(region, maps, 0).sum(axis=(1, 2)) / inside_n
+        outside = np.where(region, 0, maps).sum(axis=(1, 2)) / outside_n
+    return inside.astype(np.float32), outside.astype(np.float32)
+
+
+def plot_attention_over_time(maps, region=None, keyframe_steps: Mapping[str, float] | None = None,
+                             title: str | None = None) -> Figure:
+    """Per-step means of maps inside the vessel region and in the background, one panel per map.
+
+    maps            (T, S, S), or name -> (T, S, S) (e.g. X, A and X ⊙ (1 + A)), drawn top to bottom
+    region          bool (T, S, S) or (S, S): the true vessel region; None draws the mean of the whole map
+    keyframe_steps  name ("start", "apex", "end") -> grid position (``keyframe_grid``): dashed lines
+    """
+    if not isinstance(maps, Mapping):
+        maps = {"A": maps}
+    if not maps:
+        raise ValueError("give at least one map")
+    maps = {name: _maps(a, f"map {name!r}") for name, a in maps.items()}
+    if len({a.shape for a in maps.values()}) != 1:
+        raise ValueError(f"maps must share one shape, got {[a.shape for a in maps.values()]}")
+    fig, axes = plt.subplots(len(maps), 1, figsize=(8, 1.9 * len(maps) + 0.6), sharex=True, squeeze=False)
+    for ax, (name, data) in zip(axes[:, 0], maps.items()):
+        steps = np.arange(len(data))
+        if region is None:
+            ax.plot(steps, data.mean(axis=(1, 2)), marker=".", color="k", label="whole map")
+        else:
+            inside, outside = region_means(data, region)
+            ax.plot(steps, inside, marker=".", color="tab:red", label="vessel region")
+            ax.plot(steps, outside, marker=".", color="tab:gray", label="background")
+        _mark_grid_keyframes(ax, keyframe_steps)
+        ax.set_ylabel(f"mean {name}", fontsize=9)
+        ax.grid(alpha=0.3)
+    # one legend for all panels (they draw the same lines), above the top one
+    axes[0, 0].legend(fontsize=7, ncol=5, loc="lower left", bbox_to_anchor=(0.0, 1.02), borderaxespad=0.0)
+    axes[-1, 0].set_xlabel("feature step (4 frames each)")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _mark_grid_keyframes(ax: Axes, keyframe_steps: Mapping[str, float] | None) -> None:
+    for name, step in (keyframe_steps or {}).items():
+        ax.axvline(step, color=KEYFRAME_COLORS.get(name, "k"), ls="--", lw=1.2, label=f"true {name}")
+
+
+# --------------------------------------------------------------------------------------------------
+# The explorer
+# --------------------------------------------------------------------------------------------------
+
+
+def _to_height(image: np.ndarray, height: int, smooth: bool) -> np.ndarray:
+    """A [0, 1] image resized to ``height`` rows (aspect kept): nearest for maps, bilinear for frames."""
+    h, w = image.shape
+    width = max(1, int(round(w * height / h)))
+    pil = PILImage.fromarray(np.clip(image, 0, 1).astype(np.float32), mode="F")
+    resample = PILImage.BILINEAR if smooth else PILImage.NEAREST
+    return np.asarray(pil.resize((width, height), resample), dtype=np.float32)
+
+
+class LongTermExplorer:
+    """A step slider over one cine: the step's frame, then each map of that step, side by side.
+
+        explorer = LongTermExplorer(frames, {"X": X, "TA(X)": TA, "A": A, "X ⊙ (1 + A)": gated},
+                                    keyframe_steps=phase_steps(keyframes, T), region=vessel_region)
+        explorer            # in a notebook cell
+
+    frames          (T, H, W) in [0, 1], one per step (None: maps only)
+    maps            name -> (T, S, S); each is scaled to [0, 1] by its own min and max over *all* steps, so a
+                    map that brightens over time looks brighter
+    keyframe_steps  name -> step of named steps (e.g. ``phase_steps``): the readout names the phase
+    region          bool (T, S, S) or (S, S) vessel region: the readout gives each map's mean inside and outside
+    height          pixel height of the drawn row
+    stride          frames between feature steps (the readout names the step's first frame)
+    The state lives on the explorer; the picture is ``image.value`` (PNG bytes), the readout ``label.value``.
+    """
+
+    def __init__(self, frames, maps: Mapping[str, np.ndarray], keyframe_steps: Mapping[str, int] | None = None,
+                 region=None, height: int = 160, stride: int = 4):
+        if not maps:
+            raise ValueError("give at least one map")
+        self.maps = {name: _maps(a, f"map {name!r}") for name, a in maps.items()}
+        lengths = {len(a) for a in self.maps.values()}
+        self.frames = None if frames is None else _maps(frames, "frames")
+        if self.frames is not None:
+            lengths.add(len(self.frames))
+        if len(lengths) != 1:
+            raise ValueError(f"frames and maps must have one length T (steps), got {sorted(lengths)}")
+        self.n_steps = lengths.pop()
+        self.height, self.stride = int(height), int(stride)
+        self.scales = {name: (float(a.min()), float(a.max())) for name, a in self.maps.items()}
+        self.named_steps = {int(s): name for name, s in (keyframe_steps or {}).items()}
+        self.means = None if region is None else {name: region_means(a, region) for name, a in self.maps.items()}
+        start = next((s for s, name in self.named_steps.items() if name == "apex"), 0)
+        self.step = widgets.IntSlider(value=start, min=0, max=self.n_steps - 1, description="step",
+                                      continuous_update=False)
+        self.image = widgets.Image(format="png")
+        self.label = widgets.HTML()
+        self.step.observe(self._update, names="value")
+        self.widget = widgets.VBox([self.step, self.image, self.label])
+        self._update()
+
+    def panels(self, step: int) -> list[np.ndarray]:
+        """The images drawn for ``step``, each in [0, 1] at the display height: frame (if any), then the maps."""
+        out = [] if self.frames is None else [_to_height(self.frames[step], self.height, smooth=True)]
+        for name, data in self.maps.items():
+            lo, hi = self.scales[name]
+            out.append(_to_height((data[step] - lo) / max(hi - lo, 1e-12), self.height, smooth=False))
+        return out
+
+    def _update(self, change=None) -> None:
+        k = int(self.step.value)
+        self.image.value = frames_to_png(*self.panels(k))
+        names = ("frame · " if self.frames is not None else "") + " · ".join(self.maps)
+        text = f"<b>step {k}</b> (from frame {self.stride * k})"
+        if k in self.named_steps:
+            text += f" · <b>{self.named_steps[k]}</b>"
+        text += f" · left to right: {names}"
+        if self.means is not None:
+            text += "<br>mean in vessel region / background: " + ", ".join(
+                f"{name} {inside[k]:.3g} / {outside[k]:.3g}" for name, (inside, outside) in self.means.items())
+        self.label.value = text
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+
+__all__ = [
+    "LongTermExplorer", "MODE_FORMULAS", "PHASES", "TRACE_ROWS", "attention_by_mode", "convlstm_gate_trace",
+    "hand_set_convlstm_cell", "keyframe_grid", "phase_steps", "plot_attention_modes", "plot_attention_over_time",
+    "plot_convlstm_gates", "plot_long_term_maps", "region_means", "toy_blob_sequence",
+]
