@@ -1,0 +1,599 @@
+"""Figures of the short-term attention: the local window, its attention matrices, dense vs local, the heads.
+
+The transformer pyramid (``xcalab.models.short_term``) stores local attention as *band* weights: for block
+"level{l}.block{j}" an array (heads, T_l, 2w + 1) whose entry [h, t, j] is the weight query t gives key
+t - w + j. ``band_to_dense`` puts them back into the (T_l, T_l) matrix a dense transformer would have, so
+they can be drawn and compared with dense attention.
+
+Helpers (no figures; pure functions of their inputs):
+
+    band_to_dense(weights, w)                 (..., T, 2w+1) band weights -> (..., T, T) matrices
+    dense_attention(q, k, v, qm, km, w)       plain T x T softmax attention, optionally band-masked: the O(T^2) way
+    attention_inputs(model, x, mask, block)   the scaled queries, keys and values one attention block computes
+    time_attention(steps, w, ...)             seconds and allocated megabytes of local vs dense attention
+    parameter_groups(detector)                trainable parameters per part of a detector
+
+Figures (each returns a matplotlib Figure and never calls ``plt.show()``; bad inputs raise ValueError):
+
+    plot_window_diagram(T, w)                 which keys each query sees (the band |t - s| <= w)
+    plot_attention_matrices(attention, w)     a grid of (T_l, T_l) attention matrices, blocks x heads
+    plot_dense_vs_local(dense, local, w)      one head's dense and local matrices, the mass outside the band
+    plot_attention_cost(results)              time and memory against T, log-log
+    plot_level_scores(scores, strides, ...)   class probabilities and regressed boundaries per level, with truth
+    plot_parameter_breakdown(counts)          parameters per part for several detectors
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from typing import NamedTuple
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator, StrMethodFormatter
+from torch import Tensor, nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+from xcalab.data.annotations import LABELS
+from xcalab.models.short_term import LocalMultiHeadAttention, local_attention
+from xcalab.viz.sequences import ACTION_COLORS, KEYFRAME_COLORS
+
+#: The colour of each method in the cost plot.
+METHOD_COLORS = {"local": "tab:blue", "dense": "tab:red"}
+
+# --------------------------------------------------------------------------------------------------
+# Band weights <-> dense matrices, and dense attention for comparison
+# --------------------------------------------------------------------------------------------------
+
+
+def band_to_dense(weights, half_window: int):
+    """Expand local-attention band weights (..., T, 2w + 1) into dense matrices (..., T, T).
+
+    Entry j of query t's window is key s = t - w + j (as ``xcalab.models.local_attention`` returns them);
+    it lands at [..., t, s]. Keys outside [0, T) do not exist and must carry zero weight (ValueError
+    otherwise: the array is then not the band of a T-step sequence). Everything outside the band stays 0.
+    Accepts a torch Tensor (returns one, same dtype and device) or anything numpy reads (returns numpy).
+    """
+    as_numpy = not isinstance(weights, Tensor)
+    w = torch.as_tensor(np.asarray(weights)) if as_numpy else weights
+    size = 2 * half_window + 1
+    if half_window < 0 or w.dim() < 2 or w.shape[-1] != size:
+        raise ValueError(f"weights must be (..., T, 2w + 1) = (..., T, {size}) for w = {half_window}, "
+                         f"got shape {tuple(w.shape)}")
+    steps = w.shape[-2]
+    query = torch.arange(steps, device=w.device)[:, None].expand(steps, size)
+    key = query - half_window + torch.arange(size, device=w.device)[None, :]  # (T, 2w+1)
+    inside = (key >= 0) & (key < steps)
+    if bool((w[..., ~inside] != 0).any()):
+        raise ValueError("weights give mass to keys outside [0, T): not the band weights of a T-step sequence")
+    dense = w.new_zeros(*w.shape[:-1], steps)
+    dense[..., query[inside], key[inside]] = w[..., inside]
+    return dense.numpy() if as_numpy else dense
+
+
+def dense_attention(
+    q: Tensor, k: Tensor, v: Tensor, query_mask: Tensor, key_mask: Tensor, half_window: int | None = None
+) -> tuple[Tensor, Tensor]:
+    """Plain T x T softmax attention, the O(T^2) way: logits q k^T, masked, softmax over all keys.
+
+    q, k, v      (B, H, T, d), q already scaled by 1 / sqrt(d) (as ``local_attention`` takes them)
+    query_mask   (B, T) bool: padded queries get all-zero weights and output
+    key_mask     (B, T) bool: padded keys get weight 0
+    half_window  None: every query sees every key (dense attention); w: only keys |t - s| <= w, which gives
+                 exactly ``local_attention``'s result, but builds the whole T x T matrix to do it
+
+    -> output (B, H, T, d) and weights (B, H, T, T)
+    """
+    steps = q.shape[2]
+    allowed = key_mask[:, None, None, :]  # (B, 1, 1, T)
+    if half_window is not None:
+        t = torch.arange(steps, device=q.device)
+        allowed = allowed & ((t[:, None] - t[None, :]).abs() <= half_window)
+    logits = (q @ k.transpose(-1, -2)).masked_fill(~allowed, float("-inf"))
+    # A query with no allowed key has a row of -inf: softmax gives NaN there, which becomes 0.
+    weights = logits.softmax(dim=-1).nan_to_num(0.0) * query_mask[:, None, :, None]
+    return weights @ v, weights
+
+
+class AttentionInputs(NamedTuple):
+    """What one ``LocalMultiHeadAttention`` block attends with.
+
+    q      (B, H, T', d) queries, already scaled by 1 / sqrt(d)
+    k, v   (B, H, T', d) keys and values
+    mask   (B, T') bool, True at valid steps (T' = T, or ceil(T / 2) for a downsampling block)
+    """
+
+    q: Tensor
+    k: Tensor
+    v: Tensor
+    mask: Tensor
+
+
+def _block_level(name: str) -> tuple[int, int]:
+    """"transformer/level2.block0" or "level2.block0" -> (2, 0)."""
+    match = re.fullmatch(r"(?:transformer/)?level(\d+)\.block(\d+)", name)
+    if not match:
+        raise ValueError(f"not an attention block name: {name!r} (expected 'level<l>.block<j>')")
+    return int(match.group(1)), int(match.group(2))
+
+
+def _attention_module(pyramid: nn.Module, block: str) -> LocalMultiHeadAttention:
+    level, j = _block_level(block)
+    blocks = pyramid.stem if level == 0 else pyramid.branch
+    index = j if level == 0 else level - 1
+    if (level > 0 and j != 0) or index >= len(blocks):
+        raise ValueError(f"this pyramid has no block {block!r} ({len(pyramid.stem)} stem blocks, "
+                         f"{len(pyramid.branch)} downsampling blocks)")
+    return blocks[index].attention
+
+
+@torch.no_grad()
+def attention_inputs(
+    model: nn.Module, features: Tensor, mask: Tensor, block: str = "level0.block0",
+    generator: torch.Generator | None = None,
+) -> AttentionInputs:
+    """The queries, keys and values the attention of ``block`` computes when ``model`` reads ``features``.
+
+    model      a ``KeyframeDetector`` (its ``.pyramid`` is used) or a ``TransformerPyramid``
+    features   (B, 4096, T); mask (B, T) bool
+    block      "level0.block0", "level0.block1" (stem) or "level<l>.block0" (the downsampling block of level l);
+               the "transformer/" prefix of the detector's attention names is accepted
+    generator  passed to the detector (it seeds PCon's random patch, so use the one the maps came from)
+
+    Runs the model once, catches the block's input with a forward pre-hook, then repeats the block's
+    q / k / v computation (depthwise conv, LayerNorm, 1 x 1 projection, split into heads). Feeding the
+    result to ``local_attention`` reproduces the block's attention weights exactly.
+    """
+    pyramid = getattr(model, "pyramid", model)
+    module = _attention_module(pyramid, block)
+    caught: dict[str, Tensor] = {}
+
+    def catch(_module, args):
+        caught["x"], caught["mask"] = args[0], args[1]
+
+    handle = module.register_forward_pre_hook(catch)
+    try:
+        if pyramid is model:
+            model(features, mask)
+        else:
+            model(features, mask, generator=generator)
+    finally:
+        handle.remove()
+    x, in_mask = caught["x"], caught["mask"]
+    q, out_mask = module.query_conv(x, in_mask)
+    k, _ = module.key_conv(x, in_mask)
+    v, _ = module.value_conv(x, in_mask)
+    q = module.query(module.query_norm(q))
+    k = module.key(module.key_norm(k))
+    v = module.value(module.value_norm(v))
+    batch, channels, steps = q.shape
+    head_dim = channels // module.n_heads
+
+    def heads(t: Tensor) -> Tensor:  # (B, C, T') -> (B, H, T', d)
+        return t.view(batch, module.n_heads, head_dim, steps).transpose(2, 3)
+
+    return AttentionInputs(heads(q) / math.sqrt(head_dim), heads(k), heads(v), out_mask)
+
+
+# --------------------------------------------------------------------------------------------------
+# Cost: time and memory of local vs dense attention
+# --------------------------------------------------------------------------------------------------
+
+
+class _AllocationCounter(TorchDispatchMode):
+    """Adds up the bytes of every new tensor storage the torch operations inside the ``with`` create.
+
+    Views (unfold, transpose) and in-place results share an input's storage and are not counted. The sum
+    is the memory one call allocates in total (an upper bound of its peak), measured from the real tensors.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.bytes = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        seen = {t.untyped_storage().data_ptr() for t in tree_flatten((args, kwargs))[0] if isinstance(t, Tensor)}
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, Tensor) and t.untyped_storage().data_ptr() not in seen:
+                seen.add(t.untyped_storage().data_ptr())
+                self.bytes += t.untyped_storage().nbytes()
+        return out
+
+
+def allocated_megabytes(fn: Callable[[], object]) -> float:
+    """Megabytes (2^20 bytes) of tensor storage that one call of ``fn()`` allocates, views not counted."""
+    counter = _AllocationCounter()
+    with counter:
+        fn()
+    return counter.bytes / 2**20
+
+
+@torch.no_grad()
+def time_attention(
+    steps: Sequence[int],
+    half_window: int = 2,
+    n_heads: int = 4,
+    head_dim: int = 32,
+    repeats: int = 3,
+    seed: int = 0,
+) -> list[dict]:
+    """Time and memory of the model's ``local_attention`` and of ``dense_attention`` (band-masked, same result).
+
+    For every T in ``steps`` one video of random q, k, v (1, n_heads, T, head_dim) is drawn (seeded); each
+    method runs once to warm up, then ``repeats`` times under ``time.perf_counter``. Returns one record per
+    (T, method): {"steps": T, "method": "local" | "dense", "seconds": median wall time of a call,
+    "megabytes": tensor storage one call allocates (``allocated_megabytes``)}.
+
+    A measurement on the current machine, for a teaching figure: wall times suffer when other programs
+    share the CPU, and timings the project quotes belong in ``benchmarks/`` (DESIGN.md), not here.
+    """
+    if not steps or min(steps) < 1 or repeats < 1:
+        raise ValueError(f"need steps >= 1 and repeats >= 1, got steps={list(steps)}, repeats={repeats}")
+    generator = torch.Generator().manual_seed(seed)
+    results = []
+    for n in steps:
+        q, k, v = (torch.randn(1, n_heads, n, head_dim, generator=generator) for _ in range(3))
+        mask = torch.ones(1, n, dtype=torch.bool)
+        inputs = (q / math.sqrt(head_dim), k, v, mask, mask, half_window)
+        for method, attend in (("local", local_attention), ("dense", dense_attention)):
+            fn = partial(attend, *inputs)
+            fn()  # warm-up: first calls pay for allocations and dispatch caches
+            seconds = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                fn()
+                seconds.append(time.perf_counter() - start)
+            results.append({"steps": int(n), "method": method, "seconds": statistics.median(seconds),
+                            "megabytes": allocated_megabytes(fn)})
+    return results
+
+
+def parameter_groups(detector: nn.Module) -> dict[str, int]:
+    """Trainable parameters of each part of a ``KeyframeDetector``, in the order the features flow.
+
+    -> {"long-term attention", "ICon projection", "PCon", "embedding", "stem transformers",
+    "downsampling transformers", "level norms", "classification head", "regression head"}: int each
+    (0 for a part that is switched off).
+    """
+    def count(module: nn.Module | None) -> int:
+        return 0 if module is None else sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+    pyramid = detector.pyramid
+    return {
+        "long-term attention": count(detector.long_term),
+        "ICon projection": count(detector.imagewise),
+        "PCon": count(detector.patchwise),
+        "embedding": count(pyramid.embedding),
+        "stem transformers": count(pyramid.stem),
+        "downsampling transformers": count(pyramid.branch),
+        "level norms": count(pyramid.level_norms),
+        "classification head": count(detector.cls_head),
+        "regression head": count(detector.reg_head),
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# Figures
+# --------------------------------------------------------------------------------------------------
+
+
+def _axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
+    if ax is None:
+        return plt.subplots(figsize=figsize)
+    return ax.figure, ax
+
+
+def plot_window_diagram(steps: int, half_window: int, queries: Sequence[int] | None = None,
+                        ax: Axes | None = None) -> Figure:
+    """Which keys each query sees under local attention: the T x T band |t - s| <= w.
+
+    Rows are queries t, columns keys s; shaded cells are the keys query t attends to. ``queries``
+    (default: the first, the middle and the last step) are framed and labelled with their key range,
+    which is cut at the ends of the sequence (the first query sees only w + 1 keys).
+    """
+    if steps < 1 or half_window < 0:
+        raise ValueError(f"need steps >= 1 and half_window >= 0, got {steps}, {half_window}")
+    queries = [0, steps // 2, steps - 1] if queries is None else [int(t) for t in queries]
+    if any(not 0 <= t < steps for t in queries):
+        raise ValueError(f"queries must be in 0..{steps - 1}, got {queries}")
+    fig, ax = _axes(ax, (6.6, 4.6))
+    t = np.arange(steps)
+    band = (np.abs(t[:, None] - t[None, :]) <= half_window).astype(float)
+    ax.imshow(band, cmap="Blues", vmin=0.0, vmax=1.6, origin="upper")
+    for query in dict.fromkeys(queries):  # unique, in order
+        first, last = max(0, query - half_window), min(steps - 1, query + half_window)
+        ax.add_patch(Rectangle((first - 0.5, query - 0.5), last - first + 1, 1, fill=False, lw=2, ec="tab:red"))
+        # labels to the right of the matrix, level with their query row
+        ax.text(steps - 0.5 + 0.4, query, f"query {query}: keys {first}..{last} ({last - first + 1})",
+                va="center", ha="left", fontsize=8, color="tab:red", clip_on=False)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("key step s")
+    ax.set_ylabel("query step t")
+    ax.set_title(f"local window ±{half_window}: each query sees at most {2 * half_window + 1} of {steps} keys",
+                 fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _as_band(weights, name: str) -> np.ndarray:
+    a = weights.detach().float().cpu().numpy() if isinstance(weights, Tensor) else np.asarray(weights, float)
+    if a.ndim != 3:
+        raise ValueError(f"attention {name!r} must be (heads, T, 2w + 1), got shape {a.shape}")
+    return a
+
+
+def plot_attention_matrices(
+    attention: Mapping[str, object],
+    half_window: int,
+    keyframe_steps: Sequence[float] | None = None,
+    heads: Sequence[int] | None = None,
+) -> Figure:
+    """A grid of attention matrices: one row per transformer block, one column per head.
+
+    attention       block name ("level0.block1" or "transformer/level0.block1") -> (heads, T_l, 2w + 1) band
+                    weights of one video (``DetectorOutput.attention_of(b)``); other names are ignored
+    half_window     w of the blocks
+    keyframe_steps  (start, apex, end) in level-0 feature steps (frame f is step (f - 2) / 4); drawn on
+                    every matrix at step / 2^l as dashed lines (query rows and key columns)
+    heads           which heads to draw (default all)
+
+    Each panel is ``band_to_dense`` of the block's weights for one head: row t holds query t's weights,
+    which sum to 1 over its window. All panels share one colour scale, 0 to 1.
+    """
+    blocks = sorted((_block_level(n), n) for n in attention if re.search(r"level\d+\.block\d+$", n))
+    if not blocks:
+        raise ValueError("attention holds no 'level<l>.block<j>' entries")
+    bands = {name: _as_band(attention[name], name) for _, name in blocks}
+    n_heads = {b.shape[0] for b in bands.values()}
+    if len(n_heads) != 1:
+        raise ValueError(f"every block must have the same number of heads, got {sorted(n_heads)}")
+    heads = list(range(n_heads.pop())) if heads is None else [int(h) for h in heads]
+    if not heads or any(not 0 <= h < next(iter(bands.values())).shape[0] for h in heads):
+        raise ValueError(f"heads must be in 0..{next(iter(bands.values())).shape[0] - 1}, got {heads}")
+    fig, axes = plt.subplots(len(blocks), len(heads), figsize=(1.8 * len(heads) + 1.2, 1.7 * len(blocks) + 0.5),
+                             squeeze=False, layout="constrained")
+    cmap = plt.get_cmap("viridis").with_extremes(bad="0.93")  # keys outside the band: light grey
+    image = None
+    for r, ((level, j), name) in enumerate(blocks):
+        dense = band_to_dense(bands[name], half_window)  # (H, T_l, T_l)
+        steps = dense.shape[-1]
+        t = np.arange(steps)
+        outside = np.abs(t[:, None] - t[None, :]) > half_window
+        for c, h in enumerate(heads):
+            ax = axes[r, c]
+            shown = np.ma.masked_array(dense[h], mask=outside)
+            image = ax.imshow(shown, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+            if keyframe_steps is not None:
+                for kf, value in zip(("start", "apex", "end"), keyframe_steps):
+                    position = value / 2**level
+                    if -0.5 <= position <= steps - 0.5:
+                        ax.axvline(position, color=KEYFRAME_COLORS[kf], ls="--", lw=0.9)
+                        ax.axhline(position, color=KEYFRAME_COLORS[kf], ls="--", lw=0.9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"head {h}", fontsize=9)
+            if c == 0:
+                ax.set_ylabel(f"level {level} · block {j}\n{steps} step{'s' * (steps != 1)} (×{2**level})", fontsize=8)
+    fig.colorbar(image, ax=axes, shrink=0.5, label="attention weight (grey: outside the window)")
+    if keyframe_steps is not None:
+        handles = [plt.Line2D([], [], color=KEYFRAME_COLORS[k], ls="--", label=f"true {k}")
+                   for k in ("start", "apex", "end")]
+        fig.legend(handles=handles, loc="outside upper center", ncol=3, fontsize=8, frameon=False)
+    fig.supxlabel("key step →   (rows: query steps, top to bottom)", fontsize=8)
+    return fig
+
+
+def plot_dense_vs_local(dense, local, half_window: int, output_gaps: Mapping[int, float] | None = None) -> Figure:
+    """One head, one video: dense attention next to local attention, and what the band leaves out.
+
+    dense        (T, T) weights of dense attention (every key)
+    local        (T, T) weights of local attention (``band_to_dense`` of its band)
+    half_window  w of the band (outlined on the dense matrix)
+    output_gaps  optional {w: max |dense output - local output|}: a last panel shows how the outputs
+                 become equal once the band covers the whole sequence (w >= T - 1)
+
+    The third panel is the share of each query's dense attention that falls outside the band: the
+    weight local attention redistributes over the keys it keeps.
+    """
+    dense, local = np.asarray(dense, dtype=float), np.asarray(local, dtype=float)
+    if dense.ndim != 2 or dense.shape[0] != dense.shape[1] or dense.shape != local.shape:
+        raise ValueError(f"dense and local must both be (T, T), got {dense.shape} and {local.shape}")
+    steps = dense.shape[0]
+    t = np.arange(steps)
+    band = np.abs(t[:, None] - t[None, :]) <= half_window
+    outside = np.where(band, 0.0, dense).sum(axis=1)
+    n_panels = 4 if output_gaps else 3
+    fig, axes = plt.subplots(1, n_panels, figsize=(3.3 * n_panels, 3.3))
+    vmax = float(max(dense.max(), local.max(), 1e-12))
+    for ax, matrix, title in ((axes[0], dense, "dense: every key"), (axes[1], local, f"local: keys t±{half_window}")):
+        ax.imshow(matrix, cmap="viridis", vmin=0.0, vmax=vmax, interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("key step s")
+        ax.set_ylabel("query step t")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    # the band's edges, drawn on the dense matrix
+    axes[0].plot(t + half_window + 0.5, t, color="w", lw=0.8, ls=":")
+    axes[0].plot(t - half_window - 0.5, t, color="w", lw=0.8, ls=":")
+    axes[0].set_xlim(-0.5, steps - 0.5)
+    axes[0].set_ylim(steps - 0.5, -0.5)
+    axes[2].bar(t, outside, color="tab:gray")
+    axes[2].xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[2].set_ylim(0, 1)
+    axes[2].set_xlabel("query step t")
+    axes[2].set_ylabel("dense weight outside the band")
+    axes[2].set_title("what the band leaves out", fontsize=9)
+    if output_gaps:
+        ws = sorted(output_gaps)
+        axes[3].plot(ws, [output_gaps[w] for w in ws], "o-", color="k", ms=3)
+        axes[3].axvline(steps - 1, color="tab:red", ls="--", lw=1, label=f"w = T - 1 = {steps - 1}")
+        axes[3].set_xlabel("half window w")
+        axes[3].set_ylabel("max |dense - local| output")
+        axes[3].set_title("outputs agree once the band covers all", fontsize=9)
+        axes[3].legend(fontsize=8)
+        axes[3].grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_attention_cost(results: Sequence[Mapping]) -> Figure:
+    """Time (left) and memory (right) of each attention method against T, on log-log axes.
+
+    results: records {"steps", "method", "seconds", "megabytes"} (``time_attention``). Dotted guides of
+    slope 1 (O(T)) and 2 (O(T^2)) start at the first point of each method, so the slopes can be read off.
+    """
+    methods: dict[str, list[Mapping]] = {}
+    for r in results:
+        methods.setdefault(str(r["method"]), []).append(r)
+    if not methods:
+        raise ValueError("results is empty: give records from time_attention")
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for ax, key, unit in ((axes[0], "seconds", "seconds per call"), (axes[1], "megabytes", "MB allocated per call")):
+        for method, rows in methods.items():
+            rows = sorted(rows, key=lambda r: r["steps"])
+            x = np.array([r["steps"] for r in rows], dtype=float)
+            y = np.array([r[key] for r in rows], dtype=float)
+            color = METHOD_COLORS.get(method)
+            ax.plot(x, y, "o-", color=color, label=method)
+            slope = 2 if method == "dense" else 1
+            ax.plot(x, y[0] * (x / x[0]) ** slope, ":", color=color, lw=1,
+                    label=f"∝ T{'²' if slope == 2 else ''}")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("sequence length T (steps)")
+        ax.set_ylabel(unit)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    axes[0].set_title("time", fontsize=9)
+    axes[1].set_title("memory", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _segments(segments, name: str) -> list[tuple[int, float, float]]:
+    rows = [] if segments is None else [(int(c), float(a), float(b)) for c, a, b in segments]
+    if any(b < a for _, a, b in rows):
+        raise ValueError(f"{name}: every segment must be (label_id, start, end) with start <= end")
+    return rows
+
+
+def plot_level_scores(
+    scores: Sequence,
+    strides: Sequence[int],
+    offsets: Sequence | None = None,
+    true_segments: Sequence[tuple[int, float, float]] | None = None,
+    predicted_segments: Sequence[tuple[int, float, float]] | None = None,
+    class_names: Sequence[str] = LABELS[0],
+    min_score: float = 0.05,
+) -> Figure:
+    """What the heads say on every level, on the cine's timeline (level-0 feature steps).
+
+    scores              per level l, (C, T_l) class probabilities (sigmoid of ``cls_logits``), one video
+    strides             s_l of each level; point i of level l sits at step i * s_l
+    offsets             optional, per level (2, T_l) distances to start and end in strides (``offsets``):
+                        the best point of each class on each level draws its regressed segment
+                        [t - o_l s_l, t + o_r s_l] as a bar at the height of its probability, if that
+                        probability is at least ``min_score`` (levels that found nothing stay uncluttered)
+    true_segments       (label_id, start, end) in steps: shaded on every level
+    predicted_segments  (label_id, start, end) in steps, e.g. the decoded top-1 per class: a last panel
+                        draws them under the true ones (one lane per class, so overlapping segments show)
+    class_names         name of each class (colours from ``ACTION_COLORS``)
+    """
+    levels = [np.asarray(s.detach().cpu() if isinstance(s, Tensor) else s, dtype=float) for s in scores]
+    if not levels or len(levels) != len(strides):
+        raise ValueError(f"need one (C, T_l) score array per stride, got {len(levels)} for {len(strides)} strides")
+    n_classes = levels[0].shape[0] if levels[0].ndim == 2 else -1
+    if any(s.ndim != 2 or s.shape[0] != n_classes for s in levels) or n_classes != len(class_names):
+        raise ValueError(f"scores must be (C, T_l) with C = {len(class_names)} classes, got "
+                         f"{[s.shape for s in levels]}")
+    offs = None
+    if offsets is not None:
+        offs = [np.asarray(o.detach().cpu() if isinstance(o, Tensor) else o, dtype=float) for o in offsets]
+        if len(offs) != len(levels) or any(o.shape != (2, s.shape[1]) for o, s in zip(offs, levels)):
+            raise ValueError(f"offsets must be (2, T_l) per level, got {[o.shape for o in offs]}")
+    truth = _segments(true_segments, "true_segments")
+    predicted = _segments(predicted_segments, "predicted_segments")
+    timeline = bool(truth or predicted)
+    n_steps = levels[0].shape[1]
+    colors = [ACTION_COLORS.get(n, f"C{k}") for k, n in enumerate(class_names)]
+    fig, axes = plt.subplots(len(levels) + timeline, 1, sharex=True,
+                             figsize=(8, 1.15 * len(levels) + 0.9 * timeline + 0.8), squeeze=False)
+    axes = axes[:, 0]
+    for level, (ax, s, stride) in enumerate(zip(axes, levels, strides)):
+        x = np.arange(s.shape[1]) * stride
+        for c, a, b in truth:
+            ax.axvspan(a, b, color=colors[c], alpha=0.15, lw=0)
+        for c in range(n_classes):
+            ax.plot(x, s[c], ".-", color=colors[c], lw=1.2, ms=4, label=class_names[c] if level == 0 else None)
+            if offs is not None and s.shape[1] and s[c].max() >= min_score:
+                i = int(s[c].argmax())
+                start, end = x[i] - offs[level][0, i] * stride, x[i] + offs[level][1, i] * stride
+                ax.plot([start, end], [s[c, i]] * 2, "|-", color=colors[c], lw=2.2, ms=9, alpha=0.8)
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_ylabel(f"level {level}\n×{stride}", fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, loc="upper right", ncol=n_classes)
+    if timeline:
+        ax = axes[-1]
+        lane = 0.8 / n_classes  # each class gets its own lane within a row
+        for row, segs in enumerate((predicted, truth)):
+            for c, a, b in segs:
+                y = row + 0.4 - lane * (c + 0.5)
+                ax.barh(y, b - a, left=a, height=0.9 * lane, color=colors[c], alpha=0.9 if row else 0.6)
+        ax.set_yticks([0, 1], ["predicted", "true"], fontsize=8)
+        ax.set_ylim(-0.5, 1.5)
+    axes[-1].set_xlabel("feature step (level 0)")
+    axes[-1].set_xlim(-0.5, n_steps - 0.5)
+    fig.suptitle("class probability per pyramid level; bars: the best point's regressed segment", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_parameter_breakdown(counts: Mapping[str, Mapping[str, int]], ax: Axes | None = None) -> Figure:
+    """Trainable parameters per part, one group of horizontal bars per part and one bar per model.
+
+    counts: model name -> {part: parameters} (``parameter_groups``); parts missing from a model count 0.
+    The legend gives each model's total.
+    """
+    if not counts:
+        raise ValueError("counts is empty: give model name -> {part: parameters}")
+    parts = list(dict.fromkeys(p for c in counts.values() for p in c))
+    fig, ax = _axes(ax, (8, 0.25 * len(parts) * len(counts) + 1.2))
+    height = 0.8 / len(counts)
+    y = np.arange(len(parts))
+    for k, (model, c) in enumerate(counts.items()):
+        values = [int(c.get(p, 0)) for p in parts]
+        bars = ax.barh(y + (k - (len(counts) - 1) / 2) * height, values, height,
+                       label=f"{model}: {sum(values):,} in total")
+        ax.bar_label(bars, labels=[f"{v:,}" for v in values], fontsize=7, padding=2)
+    ax.set_yticks(y, parts, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("trainable parameters")
+    ax.xaxis.set_major_locator(MaxNLocator(5))
+    ax.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+    ax.set_xlim(0, 1.25 * max(max(c.values(), default=0) for c in counts.values()) + 1)
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+__all__ = [
+    "AttentionInputs", "METHOD_COLORS", "allocated_megabytes", "attention_inputs", "band_to_dense",
+    "dense_attention", "parameter_groups", "plot_attention_cost", "plot_attention_matrices",
+    "plot_dense_vs_local", "plot_level_scores", "plot_parameter_breakdown", "plot_window_diagram",
+    "time_attention",
+]
