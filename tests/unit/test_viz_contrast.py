@@ -64,6 +64,43 @@ def test_foreground_background_refuses_bad_input(change):
         vz.plot_foreground_background(frames, fg, bg, steps, centres=centres)
 
 
+def test_attention_comparison_rows_share_one_fixed_scale():
+    frames = _maps()
+    flat = 0.55 + 0.01 * _maps()  # a nearly uniform A
+    sharp = _maps()
+    fig = vz.plot_attention_comparison(frames, {"inference": sharp, "reference EMA": flat}, steps=[1, 4],
+                                       centres=np.arange(6) * 4 + 2)
+    grid = np.array(fig.axes[:6]).reshape(3, 2)  # 3 rows (frame, two A rows) x 2 steps, then the colour bar
+    assert len(fig.axes) == 7 and fig.axes[6].get_ylabel() == "A"
+    assert grid[0, 1].get_title() == "step 4\nframe 18"
+    np.testing.assert_array_equal(grid[1, 0].images[0].get_array(), sharp[1])
+    np.testing.assert_array_equal(grid[2, 1].images[0].get_array(), flat[4])
+    # every A image on the same fixed scale: the flat map is not stretched to its own range
+    assert {ax.images[0].get_clim() for ax in grid[1:].ravel()} == {(0.0, 1.0)}
+    label = grid[2, 0].get_ylabel()
+    assert label.startswith("reference EMA\nA ") and f"{flat[[1, 4]].min():.2f}" in label
+    assert grid[0, 0].get_ylabel() == "frame"
+    scaled = vz.plot_attention_comparison(frames, {"a": torch.tensor(flat)}, steps=[0], vmin=0.5, vmax=0.6)
+    assert scaled.axes[1].images[0].get_clim() == (0.5, 0.6)
+
+
+@pytest.mark.parametrize("change", ["empty", "short attention", "bad step", "centres", "scale"])
+def test_attention_comparison_refuses_bad_input(change):
+    frames, attentions, steps, centres, scale = _maps(), {"a": _maps()}, [0, 1], None, (0.0, 1.0)
+    if change == "empty":
+        attentions = {}
+    elif change == "short attention":
+        attentions = {"a": _maps(), "b": _maps(5)}
+    elif change == "bad step":
+        steps = [-1]
+    elif change == "centres":
+        centres = [2, 6]
+    else:
+        scale = (1.0, 1.0)
+    with pytest.raises(ValueError):
+        vz.plot_attention_comparison(frames, attentions, steps, centres=centres, vmin=scale[0], vmax=scale[1])
+
+
 def test_snn_loss_vs_temperature_lines():
     tau = [0.1, 0.5, 1.0, 2.0]
     losses = {"separated": [0.0, 0.01, 0.1, 0.3], "mixed": [0.9, 0.8, 0.7, 0.7]}

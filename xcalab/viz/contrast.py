@@ -9,6 +9,7 @@ Every function takes arrays (numpy, torch, anything ``np.asarray`` reads) and re
 none calls ``plt.show()``. Bad shapes raise ValueError.
 
     plot_foreground_background(frames, foreground, background, steps)   frames over Y * A and Y * (1 - A)
+    plot_attention_comparison(frames, attentions, steps)                 A of several models on one colour scale
     plot_snn_loss_vs_temperature(temperatures, losses)                  eq. 10's loss against tau, one line per case
     plot_embeddings_2d(points, labels, losses)                           foreground/background embeddings in 2-D
     plot_sampled_steps(segments, labels, length, fg_steps, bg_steps)     where ICon samples, on the true segments
@@ -122,6 +123,51 @@ def plot_foreground_background(
             name += f"\n{float(maps[idx].min()):.3f}–{float(maps[idx].max()):.3f}"
         _row_label(axes[r, 0], name)
     fig.tight_layout()
+    return fig
+
+
+def plot_attention_comparison(
+    frames,
+    attentions: Mapping[str, np.ndarray],
+    steps: Sequence[int],
+    centres: Sequence[int] | None = None,
+    vmin: float = 0.0,
+    vmax: float = 1.0,
+) -> Figure:
+    """The attention map A of several models (or modes) at the same steps, all on one fixed colour scale.
+
+    frames      [T, H, W] in [0, 1], one frame per feature step
+    attentions  row name -> [T, S, S] A maps (e.g. the model at inference, with batch statistics, ...)
+    steps       the steps to show (columns); centres [T] the frame of each step, for the column titles
+    vmin, vmax  the colour scale shared by every row (A is a sigmoid output: 0 to 1 by default)
+
+    Unlike ``plot_foreground_background``, A is not stretched to its own range: a nearly uniform A then
+    looks uniform, so the rows compare at a glance. Each row label gives A's range over the shown steps.
+    One colour bar on the right.
+    """
+    frames = _array(frames, 3, "frames", "[T, H, W]")
+    if not attentions:
+        raise ValueError("attentions is empty: give at least one row name -> [T, S, S] maps")
+    rows = {name: _array(maps, 3, f"attentions[{name!r}]", "[T, S, S]") for name, maps in attentions.items()}
+    lengths = {len(frames), *(len(v) for v in rows.values())}
+    if len(lengths) != 1:
+        raise ValueError(f"frames and every attention need one length, got {sorted(lengths)}")
+    if not vmax > vmin:
+        raise ValueError(f"vmax must exceed vmin, got {vmin} and {vmax}")
+    idx = _steps(steps, len(frames))
+    if centres is not None and len(centres) != len(frames):
+        raise ValueError(f"centres must hold one frame per step ({len(frames)}), got {len(centres)}")
+    fig, axes = plt.subplots(1 + len(rows), len(idx), figsize=(1.55 * len(idx) + 1.6, 1.6 * (1 + len(rows))),
+                             squeeze=False, layout="constrained")
+    for c, k in enumerate(idx):
+        title = f"step {k}" + (f"\nframe {int(centres[k])}" if centres is not None else "")
+        _image(axes[0, c], frames[k], title, cmap="gray", vmax=1.0)
+        for r, maps in enumerate(rows.values(), start=1):
+            _image(axes[r, c], maps[k], cmap="viridis", vmin=vmin, vmax=vmax)
+    _row_label(axes[0, 0], "frame")
+    for r, (name, maps) in enumerate(rows.items(), start=1):
+        _row_label(axes[r, 0], f"{name}\nA {float(maps[idx].min()):.2f}–{float(maps[idx].max()):.2f}")
+    fig.colorbar(axes[1, 0].images[0], ax=axes[1:, :].ravel().tolist(), shrink=0.8, label="A")
     return fig
 
 
