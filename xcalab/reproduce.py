@@ -291,25 +291,30 @@ def _columns(table: Table, tious: list[float]) -> list[tuple[str, int]]:
 
 def markdown(table: Table, rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
     """The table: xcalab's mean ± std over seeds, then the paper's value of the same cell in brackets."""
-    cols = _columns(table, info["tious"])
+    paper_cols = [c for c, _ in _columns(table, info["tious"])]  # what the paper's numbers are
+    # Shown: the paper's columns, and after AD the same deviation with the reference's 2-frame shift: the
+    # paper measured its AD that way, so its bracketed AD sits there.
+    cols = [(c, d) for c, d in _columns(table, info["tious"])] + [("AD (reference)", 2)]
     paper = PAPER.get(table.name, {})
     lines = [
         f"### Table {table.name} on XCA-Synth `{info['preset']}`: {table.title}",
         "",
         f"mean ± std over training seeds {info['seeds']} (data seed {info['data_seed']}); test split, "
-        f"{info['n_test']} cines; mAP with the paper's protocol (top-1 segment per class); AD in frames. "
-        "[brackets]: the paper's value on its clinical data.",
+        f"{info['n_test']} cines; mAP with the paper's protocol (top-1 segment per class); AD in frames "
+        "(xcalab's frame convention; \"AD (reference)\": the reference code's, 2 frames shifted, as the paper "
+        "measured it). [brackets]: the paper's value on its clinical data.",
         "",
         "| Method | " + " | ".join(c for c, _ in cols) + " |",
         "|---|" + "---|" * len(cols),
     ]
     for r in rows:
-        theirs = paper.get(r["label"])
+        theirs = dict(zip(paper_cols, paper.get(r["label"], [])))
+        theirs["AD (reference)"] = theirs.pop("AD", None)
         cells = []
-        for i, (col, digits) in enumerate(cols):
+        for col, digits in cols:
             cell = _fmt(r["mean"][col], r["std"][col], digits)
-            if theirs is not None and i < len(theirs):
-                cell += f" [{theirs[i]:.{digits}f}]"
+            if theirs.get(col) is not None:
+                cell += f" [{theirs[col]:.{digits}f}]"
             cells.append(cell)
         lines.append(f"| {r['label']} | " + " | ".join(cells) + " |")
     run_minutes = sum(sum(r["seconds"]) for r in rows) / 60
@@ -321,7 +326,7 @@ def markdown(table: Table, rows: list[dict[str, Any]], info: dict[str, Any]) -> 
 
 
 def csv_text(table: Table, rows: list[dict[str, Any]], tious: list[float]) -> str:
-    cols = [c for c, _ in _columns(table, tious)]
+    cols = [c for c, _ in _columns(table, tious)] + ["AD (reference)"]
     out = ["method," + ",".join(f"{c} mean,{c} std" for c in cols)]
     for r in rows:
         cells = [f"{r['mean'][c]:.6g},{r['std'][c]:.6g}" if r["mean"][c] is not None else "," for c in cols]
@@ -412,16 +417,21 @@ def reproduce(
         tmp.write_text(csv_text(table, rows, info["tious"]))
 
     # Figures: bars of every row; PR curves and deviations from the cached predictions.
-    save_figure(plot_table_bars(rows, title=f"Table {table.name} on XCA-Synth {preset}"), f"{stem}-bars", out_dir)
+    import matplotlib.pyplot as plt
+
+    def save(fig, name):  # and close: a notebook calling reproduce() should not show them twice
+        save_figure(fig, name, out_dir)
+        plt.close(fig)
+
+    save(plot_table_bars(rows, title=f"Table {table.name} on XCA-Synth {preset}"), f"{stem}-bars")
     last = table.rows[-1]
     run0 = cache_dir(cfg) / f"{last.key()}-data{data_seed}-seed0"
     annotations = prepare_features(cfg.replace(seed=data_seed, setting=last.setting), subsets=("test",),
                                    stride=last.stride, source=last.source, progress=False).annotations_path
-    save_figure(plot_precision_recall(run0 / "predictions.json", annotations, info["tious"], title=last.label),
-                f"{stem}-pr", out_dir)
+    save(plot_precision_recall(run0 / "predictions.json", annotations, info["tious"], title=last.label), f"{stem}-pr")
     deviations = {r.label: [d for s in range(seeds) for d in results[r.key()][s]["deviations"].values()]
                   for r in table.rows}
-    save_figure(plot_deviation_histograms(deviations), f"{stem}-deviations", out_dir)
+    save(plot_deviation_histograms(deviations), f"{stem}-deviations")
     return record
 
 

@@ -187,8 +187,9 @@ INFO = {"tious": list(PAPER_TIOUS), "preset": "smoke", "seeds": [0, 1, 2], "data
 
 
 def _iv_rows():
-    """Table IV's rows with made-up numbers: row i has mAP 10 i %, P = R = F = 0.5, AD = i + 1."""
-    per_row = {r.key(): [_metrics([i / 10] * 5, (0.5, 0.5, 0.5), i + 1.0)] for i, r in enumerate(TABLES["IV"].rows)}
+    """Table IV's rows with made-up numbers: row i has mAP 10 i %, P = R = F = 0.5, AD = i + 1 (reference i + 3)."""
+    per_row = {r.key(): [_metrics([i / 10] * 5, (0.5, 0.5, 0.5), i + 1.0, i + 3.0)]
+               for i, r in enumerate(TABLES["IV"].rows)}
     return summarise(TABLES["IV"], per_row)
 
 
@@ -200,12 +201,13 @@ def test_markdown_has_every_row_the_protocol_and_the_paper():
     assert lines[0] == "### Table IV on XCA-Synth `smoke`: Ablation of the spatiotemporal attention module"
     assert "mAP with the paper's protocol (top-1 segment per class)" in text
     assert "mean ± std over training seeds [0, 1, 2] (data seed 0); test split, 2 cines" in text
-    assert lines[4] == "| Method | " + " | ".join(AP_COLS + ["P", "R", "F", "AD"]) + " |"
+    assert lines[4] == "| Method | " + " | ".join(AP_COLS + ["P", "R", "F", "AD", "AD (reference)"]) + " |"
     body = [line for line in lines if line.startswith("| ") and not line.startswith("| Method")]
     assert [line.split(" | ")[0][2:] for line in body] == [r.label for r in table.rows]
     first = body[0].split(" | ")
     assert first[1] == "0.00 ± 0.00 [82.35]" and first[6] == "0.00 ± 0.00 [40.84]"
-    assert first[7] == "0.5000 ± 0.0000 [0.7189]" and first[10] == "1.00 ± 0.00 [11.14] |"
+    # The paper's AD was measured with the reference's 2-frame shift: its bracket sits on "AD (reference)".
+    assert first[7] == "0.5000 ± 0.0000 [0.7189]" and first[10] == "1.00 ± 0.00" and first[11] == "3.00 ± 0.00 [11.14] |"
     assert body[-1].split(" | ")[6] == "70.00 ± 0.00 [70.21]"
     assert "this invocation: 1.5 min wall on test machine" in text and "`xcalab reproduce --table IV`" in text
 
@@ -214,15 +216,15 @@ def test_markdown_of_other_tables():
     # Table II: AP, mAP and AD, and its notes.
     per_row = {"actionformer": [_metrics([0.5] * 5, None, None)], "sta-ipcon": [_metrics([0.6] * 5, None, None)]}
     text = markdown(TABLES["II"], summarise(TABLES["II"], per_row), INFO)
-    assert "| Method | " + " | ".join(AP_COLS) + " | AD |" in text
+    assert "| Method | " + " | ".join(AP_COLS) + " | AD | AD (reference) |" in text
     assert "| Ours (STA-IPCon) | 60.00 ± 0.00 [98.44] |" in text
     assert "Note: The paper's Table II also lists AFSD" in text
     # Table VIII: keyframe columns only; a missing value is a dash, still next to the paper's.
     rows = summarise(TABLES["VIII"], {r.key(): [_metrics([0.5] * 5, None, None)] for r in TABLES["VIII"].rows})
     lines = markdown(TABLES["VIII"], rows, INFO).splitlines()
     text = "\n".join(lines)
-    assert lines[4] == "| Method | P | R | F | AD |"
-    assert "| Ours (setting-2) | – [0.5808] | – [0.5551] | – [0.5563] | – [10.31] |" in text
+    assert lines[4] == "| Method | P | R | F | AD | AD (reference) |"
+    assert "| Ours (setting-2) | – [0.5808] | – [0.5551] | – [0.5563] | – | – [10.31] |" in text
 
 
 def test_csv_parses_to_one_line_per_row():
@@ -230,7 +232,7 @@ def test_csv_parses_to_one_line_per_row():
     rows = _iv_rows()
     parsed = list(csv.reader(io.StringIO(csv_text(table, rows, list(PAPER_TIOUS)))))
     assert len(parsed) == len(rows) + 1
-    cols = AP_COLS + ["P", "R", "F", "AD"]
+    cols = AP_COLS + ["P", "R", "F", "AD", "AD (reference)"]
     assert parsed[0] == ["method"] + [f"{c} {s}" for c in cols for s in ("mean", "std")]
     for line, row in zip(parsed[1:], rows):
         assert len(line) == len(parsed[0]) and line[0] == row["label"]
