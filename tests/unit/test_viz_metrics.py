@@ -168,6 +168,12 @@ def test_paper_value_maps_columns_to_the_paper_layout():
     assert vm.paper_value(rec, "STA", "F") == 0.8115 and vm.paper_value(rec, "nope", "mAP") is None
     two = {"tious": [0.3, 0.4, 0.5, 0.6, 0.7], "paper": {"x": [1, 2, 3, 4, 5, 6]}}
     assert vm.paper_value(two, "x", "mAP") == 6 and vm.paper_value(two, "x", "AD") is None
+    from xcalab.reproduce import PAPER
+
+    table_ii = {"tious": [0.3, 0.4, 0.5, 0.6, 0.7], "paper": PAPER["II"]}  # AP, mAP and AD
+    assert vm.paper_value(table_ii, "Ours (STA-IPCon)", "mAP") == 72.45
+    assert vm.paper_value(table_ii, "Ours (STA-IPCon)", "AD (reference)") == 4.71
+    assert vm.paper_value(table_ii, "Ours (STA-IPCon)", "F") is None
     viii = {"tious": [0.5], "paper": {"x": [0.8, 0.9, 0.85, 4.7]}}
     assert vm.paper_value(viii, "x", "AD") == 4.7 and vm.paper_value(viii, "x", "mAP") is None
 

@@ -281,6 +281,8 @@ def _paper_columns(record: Mapping[str, Any], n: int) -> list[str]:
         return ["P", "R", "F", "AD"]  # Table VIII: keyframe metrics only
     if n == len(aps):
         return aps
+    if n == len(aps) + 1:
+        return aps + ["AD"]  # Table II: AP, mAP and the same models' AD
     return aps + ["P", "R", "F", "AD"]
 
 
