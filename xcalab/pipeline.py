@@ -294,6 +294,25 @@ def load_or_train_detector(
     return TrainedDetector(model, vcfg, variant, result.history, result.best_checkpoint, "trained")
 
 
+def trained_detector_exists(cfg: Config, variant: str = "STA-IPCon") -> bool:
+    """Would ``load_or_train_detector(cfg, variant)`` load (shipped weights or a finished cached run of this
+    configuration) rather than train? Never trains; notebooks use it to offer optional comparisons."""
+    from xcalab.train.engine import BEST, CHECKPOINT, config_from_dict, read_checkpoint
+
+    vcfg = variant_config(cfg, variant)
+    shipped = shipped_detector_path(variant, cfg.name, cfg.seed)
+    if shipped.is_file():
+        saved = config_from_dict(json.loads(read_checkpoint(shipped)["meta"])["config"], where=shipped)
+        if _same_training(saved, vcfg):
+            return True
+    run_dir = run_dir_for(cfg, variant)
+    if not (run_dir / CHECKPOINT).is_file() or not (run_dir / BEST).is_file():
+        return False
+    ckpt = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=True)
+    saved = config_from_dict(json.loads(ckpt["meta"])["config"], where=run_dir / CHECKPOINT)
+    return _same_training(saved, vcfg) and int(ckpt["epoch"]) >= vcfg.train.epochs
+
+
 def _clear_run(run_dir: Path) -> None:
     """Remove the files of a training run (``xcalab train``'s names), nothing else."""
     from xcalab.train.engine import BEST, CHECKPOINT, CONFIG, CSV_LOG, LOG
@@ -323,6 +342,6 @@ def export_detector(run_dir: str | Path, path: str | Path, command: str, extra: 
 
 __all__ = [
     "VARIANTS", "FeatureData", "TrainedDetector", "check_variant", "export_detector", "features_dir_for",
-    "load_or_train_detector", "prepare_features", "run_dir_for", "shipped_detector_path", "variant_config",
-    "variant_slug",
+    "load_or_train_detector", "prepare_features", "run_dir_for", "shipped_detector_path", "trained_detector_exists",
+    "variant_config", "variant_slug",
 ]

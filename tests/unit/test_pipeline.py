@@ -403,3 +403,20 @@ def test_the_shipped_teach_detector_is_the_teach_preset():
     assert [h["epoch"] for h in meta["history"]] == list(range(saved.train.epochs))
     assert meta["test"]["average_map"] > 0.5 and meta["test"]["ad"] < 10
     assert all(p.dtype == torch.float32 for p in model.parameters())  # stored float16, runs float32
+
+
+def test_trained_detector_exists_only_for_finished_runs_of_the_same_config(trained, tmp_path):
+    from xcalab.pipeline import trained_detector_exists
+
+    assert trained_detector_exists(trained.cfg, VARIANT)  # the module's finished run
+    assert not trained_detector_exists(trained.cfg, "SA")  # never trained
+    other_lr = trained.cfg.replace(train=dataclasses.replace(trained.cfg.train, lr=0.5))
+    assert not trained_detector_exists(other_lr, VARIANT)
+    # an unfinished run is not a trained detector: fake one by winding its checkpoint's epoch back
+    copy = trained.cfg.replace(data_dir=tmp_path)
+    run_dir = Path(shutil.copytree(trained.run_dir, run_dir_for(copy, VARIANT)))
+    assert trained_detector_exists(copy, VARIANT)
+    ckpt = torch.load(run_dir / CHECKPOINT, weights_only=True)
+    ckpt["epoch"] = SMOKE.train.epochs - 1
+    torch.save(ckpt, run_dir / CHECKPOINT)
+    assert not trained_detector_exists(copy, VARIANT)
