@@ -205,7 +205,8 @@ def run_one(cfg: Config, row: Row, seed: int, data_seed: int = 0, threads: int |
     data = prepare_features(data_cfg, source=row.source, stride=row.stride, workers=1, progress=progress)
     # The preset's own model (learned features, its stride, setting 0, data seed 0) is the one
     # load_or_train_detector caches (or ships): share its run; every other row gets its own folder.
-    default = row.source == "learned" and row.stride is None and row.setting == 0 and data_seed == 0
+    default = (row.source == "learned" and row.stride in (None, cfg.features.stride) and row.setting == 0
+               and data_seed == 0)
     run_dir = None if default else Path(cfg.data_dir) / "runs" / f"{cfg.name}-{base.key()}-data{data_seed}-seed{seed}"
     trained = load_or_train_detector(tcfg, row.variant, data, progress=progress, run_dir=run_dir)
 

@@ -19,7 +19,7 @@ import importlib
 # `python -m xcalab.features.extract` run their module once, as __main__, without importing it twice.
 _WHERE = {
     "classical": ("frangi", "frangi_maps", "oracle_maps", "raw_maps"),
-    "extract": ("SOURCES", "FeatureCache", "export_features", "extract_features", "feature_times",
+    "extract": ("SOURCES", "FeatureCache", "export_features", "extract_features", "feature_times", "pool_to_grid", "resize",
                 "window_centres", "window_maps", "window_starts"),
     "svsnet": ("SIZES", "SVSNet", "SVSNetConfig"),
     "train": ("DEFAULT_WEIGHTS", "Extractor", "TrainConfig", "load_extractor", "load_or_train", "save_extractor",
