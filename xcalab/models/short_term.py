@@ -200,13 +200,8 @@ class LocalMultiHeadAttention(nn.Module):
         for layer in (self.query, self.key, self.value, self.proj):
             nn.init.zeros_(layer.bias)
 
-    def forward(
-        self, x: Tensor, mask: Tensor, return_attention: bool = False
-    ) -> tuple[Tensor, Tensor, Tensor | None]:
-        """x (B, C, T), mask (B, T) bool -> (out (B, C, T'), mask (B, T'), weights (B, H, T', 2w+1) or None).
-
-        With stride 2, T' = ceil(T / 2). Weights are returned only when ``return_attention`` is True.
-        """
+    def queries_keys_values(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """x (B, C, T), mask (B, T) -> q (scaled by 1/sqrt(d)), k, v, each (B, H, T', d), and mask (B, T')."""
         q, out_mask = self.query_conv(x, mask)
         k, _ = self.key_conv(x, mask)
         v, _ = self.value_conv(x, mask)
@@ -220,10 +215,19 @@ class LocalMultiHeadAttention(nn.Module):
         def heads(t: Tensor) -> Tensor:  # (B, C, T') -> (B, H, T', d)
             return t.view(batch, self.n_heads, head_dim, steps).transpose(2, 3)
 
-        out, weights = local_attention(
-            heads(q) / math.sqrt(head_dim), heads(k), heads(v), out_mask, out_mask, self.half_window
-        )
-        out = out.transpose(2, 3).reshape(batch, channels, steps)
+        return heads(q) / math.sqrt(head_dim), heads(k), heads(v), out_mask
+
+    def forward(
+        self, x: Tensor, mask: Tensor, return_attention: bool = False
+    ) -> tuple[Tensor, Tensor, Tensor | None]:
+        """x (B, C, T), mask (B, T) bool -> (out (B, C, T'), mask (B, T'), weights (B, H, T', 2w+1) or None).
+
+        With stride 2, T' = ceil(T / 2). Weights are returned only when ``return_attention`` is True.
+        """
+        q, k, v, out_mask = self.queries_keys_values(x, mask)
+        out, weights = local_attention(q, k, v, out_mask, out_mask, self.half_window)
+        batch, heads, steps, head_dim = out.shape
+        out = out.transpose(2, 3).reshape(batch, heads * head_dim, steps)  # heads back to channels
         out = self.proj(out) * _as_channel_mask(out_mask, out)
         return out, out_mask, (weights if return_attention else None)
 
@@ -295,6 +299,23 @@ class TransformerBlock(nn.Module):
             nn.init.zeros_(layer.bias)
         self.attention_path = AffineDropPath(channels, drop_path) if drop_path > 0 else nn.Identity()
         self.mlp_path = AffineDropPath(channels, drop_path) if drop_path > 0 else nn.Identity()
+
+    def queries_keys_values(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """x (B, C, T), mask (B, T) -> q (scaled by 1/sqrt(d)), k, v, each (B, H, T', d), and mask (B, T')."""
+        q, out_mask = self.query_conv(x, mask)
+        k, _ = self.key_conv(x, mask)
+        v, _ = self.value_conv(x, mask)
+        q = self.query(self.query_norm(q))
+        k = self.key(self.key_norm(k))
+        v = self.value(self.value_norm(v))
+
+        batch, channels, steps = q.shape
+        head_dim = channels // self.n_heads
+
+        def heads(t: Tensor) -> Tensor:  # (B, C, T') -> (B, H, T', d)
+            return t.view(batch, self.n_heads, head_dim, steps).transpose(2, 3)
+
+        return heads(q) / math.sqrt(head_dim), heads(k), heads(v), out_mask
 
     def forward(
         self, x: Tensor, mask: Tensor, return_attention: bool = False

@@ -150,9 +150,9 @@ def attention_inputs(
                the "transformer/" prefix of the detector's attention names is accepted
     generator  passed to the detector (it seeds PCon's random patch, so use the one the maps came from)
 
-    Runs the model once, catches the block's input with a forward pre-hook, then repeats the block's
-    q / k / v computation (depthwise conv, LayerNorm, 1 x 1 projection, split into heads). Feeding the
-    result to ``local_attention`` reproduces the block's attention weights exactly.
+    Runs the model once, catches the block's input with a forward pre-hook, then asks the block for its
+    q / k / v (``LocalMultiHeadAttention.queries_keys_values``). Feeding them to ``local_attention``
+    reproduces the block's attention weights exactly.
     """
     pyramid = getattr(model, "pyramid", model)
     module = _attention_module(pyramid, block)
@@ -169,20 +169,7 @@ def attention_inputs(
             model(features, mask, generator=generator)
     finally:
         handle.remove()
-    x, in_mask = caught["x"], caught["mask"]
-    q, out_mask = module.query_conv(x, in_mask)
-    k, _ = module.key_conv(x, in_mask)
-    v, _ = module.value_conv(x, in_mask)
-    q = module.query(module.query_norm(q))
-    k = module.key(module.key_norm(k))
-    v = module.value(module.value_norm(v))
-    batch, channels, steps = q.shape
-    head_dim = channels // module.n_heads
-
-    def heads(t: Tensor) -> Tensor:  # (B, C, T') -> (B, H, T', d)
-        return t.view(batch, module.n_heads, head_dim, steps).transpose(2, 3)
-
-    return AttentionInputs(heads(q) / math.sqrt(head_dim), heads(k), heads(v), out_mask)
+    return AttentionInputs(*module.queries_keys_values(caught["x"], caught["mask"]))
 
 
 # --------------------------------------------------------------------------------------------------
