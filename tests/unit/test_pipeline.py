@@ -38,16 +38,7 @@ SWITCHES = ("long_term", "imagewise", "patchwise", "short_term")
 VARIANT = "STA"  # the smallest model with long-term attention: a few seconds to train in smoke
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread_and_a_private_feature_cache(tmp_path_factory):
-    """One torch thread (the machine is shared) and the content-addressed feature cache in the session's
-    temporary folder (shared with test_reproduce.py, so the SVS-Net features are computed once)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(extract, "DEFAULT_CACHE", tmp_path_factory.getbasetemp() / "xcalab-feature-cache")
-        yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_and_a_private_feature_cache")
 
 
 # --------------------------------------------------------------------------------------------------

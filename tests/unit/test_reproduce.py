@@ -13,9 +13,7 @@ import math
 import re
 
 import pytest
-import torch
 
-import xcalab.features.extract as extract
 from xcalab.cli import main
 from xcalab.config import get_preset
 from xcalab.features.extract import SOURCES
@@ -38,16 +36,7 @@ SMOKE = get_preset("smoke")
 AP_COLS = [f"AP@{t:g}" for t in PAPER_TIOUS] + ["mAP"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread_and_a_private_feature_cache(tmp_path_factory):
-    """One torch thread (the machine is shared) and the content-addressed feature cache in the session's
-    temporary folder (shared with test_pipeline.py, so the SVS-Net features are computed once)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(extract, "DEFAULT_CACHE", tmp_path_factory.getbasetemp() / "xcalab-feature-cache")
-        yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_and_a_private_feature_cache")
 
 
 # --------------------------------------------------------------------------------------------------
