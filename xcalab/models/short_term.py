@@ -300,23 +300,6 @@ class TransformerBlock(nn.Module):
         self.attention_path = AffineDropPath(channels, drop_path) if drop_path > 0 else nn.Identity()
         self.mlp_path = AffineDropPath(channels, drop_path) if drop_path > 0 else nn.Identity()
 
-    def queries_keys_values(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """x (B, C, T), mask (B, T) -> q (scaled by 1/sqrt(d)), k, v, each (B, H, T', d), and mask (B, T')."""
-        q, out_mask = self.query_conv(x, mask)
-        k, _ = self.key_conv(x, mask)
-        v, _ = self.value_conv(x, mask)
-        q = self.query(self.query_norm(q))
-        k = self.key(self.key_norm(k))
-        v = self.value(self.value_norm(v))
-
-        batch, channels, steps = q.shape
-        head_dim = channels // self.n_heads
-
-        def heads(t: Tensor) -> Tensor:  # (B, C, T') -> (B, H, T', d)
-            return t.view(batch, self.n_heads, head_dim, steps).transpose(2, 3)
-
-        return heads(q) / math.sqrt(head_dim), heads(k), heads(v), out_mask
-
     def forward(
         self, x: Tensor, mask: Tensor, return_attention: bool = False
     ) -> tuple[Tensor, Tensor, Tensor | None]:
