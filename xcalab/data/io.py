@@ -212,6 +212,55 @@ def read_dicom(path: str | Path, fps: float | None = None) -> Sequence:
     return Sequence(frames, fps, video_id=path.stem, meta=meta)
 
 
+def read_dicom_series(folder: str | Path, fps: float | None = None) -> Sequence:
+    """Read a folder of single-frame DICOM XA files of one run (one file per frame) as a cine.
+
+    Frames are ordered by InstanceNumber (then file name); every file must be a single greyscale X-ray
+    frame of the same size, from one series. Frame rate: ``fps``, else the first file's FrameTime,
+    CineRate or RecommendedDisplayFrameRate. ``meta`` is that of ``read_dicom`` (no patient identifiers)
+    plus ``frame_files``.
+    """
+    folder = Path(folder)
+    _require_exists(folder)
+    files = [f for f in sorted(folder.iterdir(), key=_natural_key) if f.is_file() and not f.name.startswith(".")
+             and _has_dicom_marker(f)]
+    if not files:
+        raise XcalabInputError(folder, "no DICOM files in the folder")
+    records = []
+    for file in files:
+        ds = _open_dicom(file)
+        modality, photometric, n = _check_xray_cine(ds, str(file), min_frames=1)
+        if n != 1:
+            raise XcalabInputError(file, f"holds {n} frames: a folder of DICOM files must hold one frame per file "
+                                         "(pass a multi-frame file on its own)")
+        records.append((int(ds.get("InstanceNumber") or 0), file, ds, modality, photometric))
+    records.sort(key=lambda r: (r[0], _natural_key(r[1])))
+    series = {str(r[2].get("SeriesInstanceUID", "")) for r in records}
+    if len(series) > 1:
+        raise XcalabInputError(folder, f"holds frames of {len(series)} different series; put one run per folder")
+    first_ds, first_file = records[0][2], records[0][1]
+    fps_source = "argument"
+    if fps is None:
+        fps, fps_source = _dicom_fps(first_ds, str(first_file))
+    frames = []
+    for _, file, ds, _, photometric in records:
+        syntax = UID(str(ds.file_meta.get("TransferSyntaxUID", "")))
+        frame = _unit_range(_decode_pixels(ds, syntax, str(file)).reshape(1, int(ds.Rows), int(ds.Columns)), ds,
+                            photometric)[0]
+        if frames and frame.shape != frames[0].shape:
+            raise XcalabInputError(file, f"frame size {frame.shape[1]}x{frame.shape[0]} differs from the first "
+                                         f"frame's ({frames[0].shape[1]}x{frames[0].shape[0]})")
+        frames.append(frame)
+    syntax = UID(str(first_ds.file_meta.get("TransferSyntaxUID", "")))
+    meta = {
+        "source": str(folder), "format": "dicom-series", "modality": records[0][3],
+        "rows": int(first_ds.Rows), "columns": int(first_ds.Columns), "bits_stored": int(first_ds.BitsStored),
+        "photometric": records[0][4], "transfer_syntax": str(syntax), "transfer_syntax_name": syntax.name,
+        "fps_source": fps_source, "rwave_pointer": [], "rwave_frames": [], "frame_files": [r[1].name for r in records],
+    }
+    return Sequence(np.stack(frames), fps, video_id=folder.resolve().name, meta=meta)
+
+
 def _open_dicom(path: Path) -> Dataset:
     """Parse the file; a file without the 'DICM' marker after its 128-byte preamble is not DICOM."""
     if path.is_dir():
@@ -225,8 +274,10 @@ def _open_dicom(path: Path) -> Dataset:
         raise XcalabInputError(path, f"cannot parse the DICOM file: {err}") from err
 
 
-def _check_xray_cine(ds: Dataset, where: str) -> tuple[str, str, int]:
-    """Refuse what is not a greyscale X-ray cine with pixel data; return (modality, photometric, N)."""
+def _check_xray_cine(ds: Dataset, where: str, min_frames: int = 2) -> tuple[str, str, int]:
+    """Refuse what is not a greyscale X-ray cine with pixel data; return (modality, photometric, N).
+
+    ``min_frames=1`` accepts the single frames of a series stored one file per frame."""
     modality = str(ds.get("Modality", "") or "").upper()
     if modality not in XRAY_MODALITIES:
         raise XcalabInputError(
@@ -246,7 +297,7 @@ def _check_xray_cine(ds: Dataset, where: str) -> tuple[str, str, int]:
             "X-ray cines are MONOCHROME1 or MONOCHROME2",
         )
     n_frames = int(ds.get("NumberOfFrames") or 1)
-    if n_frames < 2:
+    if n_frames < min_frames:
         raise XcalabInputError(where, f"a single image, not a cine (NumberOfFrames is {n_frames}; need >= 2)")
     return modality, photometric, n_frames
 
@@ -608,7 +659,8 @@ def write_npy(seq: Sequence, path: str | Path) -> Path:
 
 
 def read_sequence(path: str | Path, fps: float | None = None) -> Sequence:
-    """Read a cine from whatever ``path`` is: a folder of frames, an ``.npy`` array, or a DICOM file.
+    """Read a cine from whatever ``path`` is: a folder of frames, a folder of single-frame DICOM files, an
+    ``.npy`` array, or a DICOM file.
 
     ``fps`` overrides the file's own frame rate and is required for a folder of frames. Files other
     than folders and ``.npy`` are read as DICOM whatever their name (.dcm, no extension, ...).
@@ -616,12 +668,22 @@ def read_sequence(path: str | Path, fps: float | None = None) -> Sequence:
     path = Path(path)
     _require_exists(path)
     if path.is_dir():
+        if _holds_dicom_files(path):
+            return read_dicom_series(path, fps)
         return read_frame_folder(path, fps)
     if path.suffix.lower() == ".npy":
         return read_npy(path, fps)
     if path.suffix.lower() in IMAGE_SUFFIXES and not _has_dicom_marker(path):
         raise XcalabInputError(path, "a single image is not a cine; pass the folder that holds the frames")
     return read_dicom(path, fps)
+
+
+def _holds_dicom_files(folder: Path) -> bool:
+    """True when a folder holds DICOM files and no image files (a series stored one frame per file)."""
+    files = [f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".")]
+    if any(f.suffix.lower() in IMAGE_SUFFIXES for f in files):
+        return False
+    return any(_has_dicom_marker(f) for f in files)
 
 
 def _has_dicom_marker(path: Path) -> bool:

@@ -65,7 +65,6 @@ import platform
 import random
 import sys
 import time
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -85,6 +84,7 @@ from xcalab.data.annotations import FeatureGrid, read_annotations
 from xcalab.data.dataset import Batch, FeatureDataset, collate, derive_seed
 from xcalab.data.io import atomic_path
 from xcalab.errors import XcalabInputError
+from xcalab.inference import detect_batch
 from xcalab.metrics import (
     PAPER_TIOUS,
     PRF,
@@ -96,14 +96,14 @@ from xcalab.metrics import (
 )
 from xcalab.models.contrastive import soft_nearest_neighbour_loss
 from xcalab.models.detector import DetectorOutput, KeyframeDetector
-from xcalab.postprocess import PostprocessConfig, VideoPrediction, decode_batch
+from xcalab.postprocess import PostprocessConfig, VideoPrediction
 from xcalab.runtime import resolve_device, seed_everything
 from xcalab.train.assign import assign_targets, concat_levels, pyramid_points
 from xcalab.train.losses import LossNormaliser, detection_losses
 from xcalab.train.optim import ModelEMA, build_optimizer, build_scheduler
 
 #: Seed streams of the engine (the dataset's crops use ``xcalab.data.dataset.CROP_STREAM`` = 1).
-STEP_STREAM, EVAL_STREAM, PROCESS_STREAM, LOADER_STREAM = 2, 3, 4, 5
+STEP_STREAM, PROCESS_STREAM, LOADER_STREAM = 2, 4, 5  # 3 is inference's EVAL_STREAM
 #: N_0 of the loss normaliser (spec Sec. 3.8).
 INIT_LOSS_NORM = 100.0
 CHECKPOINT, BEST, LOG, CSV_LOG, CONFIG = "checkpoint.pt", "best.pt", "log.jsonl", "epochs.csv", "config.json"
@@ -416,8 +416,12 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise XcalabInputError(path, "no such checkpoint")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # an unpickling error means code or foreign objects: refuse
-        raise XcalabInputError(path, f"not an xcalab checkpoint that loads with weights_only=True ({err})") from None
+    except Exception as err:  # an unpickling error means code or foreign objects: refuse, and never advise
+        # loading it unsafely (torch's message suggests weights_only=False): keep only its first line
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if "weights_only" in first or "Weights only load failed" in first:
+            first = "it holds pickled objects or code, which xcalab never loads"
+        raise XcalabInputError(path, f"not an xcalab checkpoint (weights) file that loads safely ({first})") from None
     if not isinstance(ckpt, dict) or "ema" not in ckpt or "meta" not in ckpt:
         raise XcalabInputError(path, "not an xcalab checkpoint (needs 'ema' weights and 'meta')")
     return ckpt
@@ -564,15 +568,9 @@ def predict(
     for start in range(0, len(dataset), batch_size):
         items = [dataset.video(i) for i in range(start, min(start + batch_size, len(dataset)))]
         batch = collate(items, pad_to, multiple).to(device)
-        key = zlib.crc32(" ".join(batch.video_ids).encode())
-        generator = torch.Generator().manual_seed(derive_seed(cfg.seed, EVAL_STREAM, key))
-        with _autocast(device):
-            out = model(batch.features, batch.mask, generator=generator)
-        predictions += decode_batch(
-            [c.float().cpu() for c in out.cls_logits], [o.float().cpu() for o in out.offsets],
-            [m.cpu() for m in out.masks], model.strides, batch.fps, batch.duration, grid,
-            setting=cfg.setting, config=postprocess or PostprocessConfig(), video_ids=batch.video_ids,
-        )
+        decoded, _ = detect_batch(model, batch.features, batch.mask, batch.fps, batch.duration, batch.video_ids, grid,
+                                  setting=cfg.setting, seed=cfg.seed, postprocess=postprocess)
+        predictions += decoded
     model.train(was_training)
     return predictions
 

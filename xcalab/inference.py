@@ -1,0 +1,409 @@
+"""Inference: a cine in, scored segments, per-step class scores and honest keyframes out.
+
+This is the one path from pixels to keyframes that ``xcalab locate``, the notebooks and the explorer share:
+
+    cine (N frames at f fps)
+      -> resample_cine: one frame every 2/15 s (7.5 fps: every frame of a 7.5 fps cine, every 2nd at 15 fps,
+         every 4th at 30 fps), so a feature step lasts the same 133 ms whatever the acquisition rate
+      -> vessel features: the shipped SVS-Net on 4-frame windows at stride 1 -> (T, 4096)
+      -> detector -> per-level class logits and boundary offsets -> Soft-NMS (``postprocess.decode_video``)
+      -> ordered_pair: the best (filling, disappearing) pair with start <= apex <= end, decoded jointly
+      -> decide: status ok / partial / no_contrast, which keyframes the cine holds, a calibrated confidence
+
+**Why one rate.** The paper's clinical cines, and so its detector, mix rates while its feature step is
+always 4 frames: a 4-step filling means 0.53 s at 30 fps and 2.1 s at 7.5 fps. Contrast physics runs in
+seconds, not frames. Resampling to one rate makes the detector's regression ranges, local-attention windows
+and ConvLSTM memory mean the same durations on every cine, and lets one model serve 7.5, 15 and 30 fps.
+The frames kept are real acquired frames (nearest in time), not averages: a 7.5 fps archive is exactly
+what a 30 fps run looks like when only every 4th exposure is stored.
+
+**Ordered decoding** (``ordered_pair``). The paper reads the top-1 segment of each class (eq. 14); nothing
+keeps that pair in order, and on hard cines the decoded start can lie after the end. Here every filling
+candidate [s0, e0] (score p) is paired with every disappearing candidate [s1, e1] (score q), the apex is
+(e0 + s1) / 2 as in eq. 14, and a pair scores
+
+    score = sqrt(p q) * exp(-(e0 - s1)^2 / (2 sigma^2))      if s0 <= apex <= e1, else 0
+
+so the two actions must meet (filling ends where disappearing begins) and be ordered; sigma is one feature
+step. The best pair is decoded; the paper's top-1 protocol stays the default of ``evaluate``/``reproduce``.
+
+**Status** (``decide``). The same detector says what the cine holds, through thresholds calibrated on
+XCA-Synth validation cines (``calibrate``) and stored with the weights:
+
+    no_contrast   the best pair scores below ``min_pair_score``: no keyframes at all
+    start absent  the filling segment begins within ``start_edge_s`` of the first frame (contrast already
+                  there when the recording began: the detector was trained to start such a filling at frame 0)
+    end absent    the disappearing segment ends within ``end_edge_s`` of the last frame (still opacified)
+    partial       a keyframe is absent; ok otherwise
+
+The confidence is Platt scaling of the pair score's logit, fitted on the same validation cines: the
+probability that the status is right and every keyframe present lies within ``tolerance_s`` of the truth.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Sequence as Seq
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from xcalab.data.annotations import FeatureGrid
+from xcalab.data.dataset import derive_seed
+from xcalab.data.io import Sequence
+from xcalab.errors import XcalabInputError
+from xcalab.postprocess import PostprocessConfig, VideoPrediction, decode_batch
+
+#: The one rate every cine is resampled to before features are extracted (frames per second).
+LOCATE_FPS = 7.5
+#: Feature stride on the resampled cine (every frame starts a 4-frame window).
+LOCATE_STRIDE = 1
+#: Seed stream of the detector's random draws at inference (PCon's patch); the training engine's number.
+EVAL_STREAM = 3
+STATUSES = ("ok", "partial", "no_contrast")
+KEYFRAME_NAMES = ("start", "apex", "end")
+
+
+# --------------------------------------------------------------------------------------------------
+# 1. One rate
+# --------------------------------------------------------------------------------------------------
+
+
+def resample_index(n_frames: int, fps: float, rate: float = LOCATE_FPS) -> np.ndarray:
+    """Frames kept when a cine of ``n_frames`` at ``fps`` is resampled to ``rate``: int64 [M].
+
+    Frame j of the result is the acquired frame nearest to time j / rate. A cine slower than ``rate``
+    keeps every frame (nothing is invented). Examples: 30 fps -> 0, 4, 8, ...; 15 fps -> 0, 2, 4, ...
+    """
+    if n_frames < 1 or not fps > 0 or not rate > 0:
+        raise ValueError(f"need n_frames >= 1, fps > 0 and rate > 0, got {n_frames}, {fps}, {rate}")
+    if fps <= rate * (1 + 1e-6):
+        return np.arange(n_frames, dtype=np.int64)
+    count = int(math.floor((n_frames - 1) * rate / fps + 1e-9)) + 1
+    return np.minimum(np.rint(np.arange(count) * fps / rate), n_frames - 1).astype(np.int64)
+
+
+def resample_cine(seq: Sequence, rate: float = LOCATE_FPS) -> tuple[Sequence, np.ndarray]:
+    """(the cine at ``rate`` -- or at its own rate when slower --, the original index of each kept frame).
+
+    Truth, when present, is carried over frame by frame (keyframes become fractional positions on the new
+    axis only through seconds: callers convert with the original fps).
+    """
+    index = resample_index(seq.n_frames, seq.fps, rate)
+    new_fps = rate if seq.fps > rate * (1 + 1e-6) else seq.fps
+    meta = {**seq.meta, "resampled_from_fps": seq.fps}
+    return Sequence(seq.frames[index], new_fps, video_id=seq.video_id, meta=meta), index
+
+
+# --------------------------------------------------------------------------------------------------
+# 2. The detector on one cine or a padded batch
+# --------------------------------------------------------------------------------------------------
+
+
+def _autocast(device: torch.device):
+    """bf16 autocast on CUDA; a no-op on the CPU (float32 there)."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+@torch.no_grad()
+def detect_batch(
+    model: torch.nn.Module,
+    features: Tensor,
+    mask: Tensor,
+    fps: Seq[float],
+    duration: Seq[float],
+    video_ids: Seq[str],
+    grid: FeatureGrid,
+    setting: int = 0,
+    seed: int = 0,
+    postprocess: PostprocessConfig | None = None,
+) -> tuple[list[VideoPrediction], Any]:
+    """Forward a padded batch and decode every cine: (one ``VideoPrediction`` each, the raw output).
+
+    features (B, C, T) and mask (B, T) on the model's device. PCon's random patch is drawn from a
+    generator seeded by (seed, the batch's video ids), so a prediction does not depend on data-set order.
+    """
+    device = features.device
+    key = zlib.crc32(" ".join(video_ids).encode())
+    generator = torch.Generator().manual_seed(derive_seed(seed, EVAL_STREAM, key))
+    with _autocast(device):
+        out = model(features, mask, generator=generator)
+    predictions = decode_batch(
+        [c.float().cpu() for c in out.cls_logits], [o.float().cpu() for o in out.offsets],
+        [m.cpu() for m in out.masks], model.strides, list(fps), list(duration), grid,
+        setting=setting, config=postprocess or PostprocessConfig(), video_ids=list(video_ids),
+    )
+    return predictions, out
+
+
+def step_scores(cls_logits: Seq[Tensor], strides: Seq[int], n_steps: int) -> np.ndarray:
+    """Per feature step and class, the highest probability any pyramid point covering it gives: [T, C].
+
+    cls_logits: per level (1, C, T_l) or (C, T_l). A level-l point i covers steps [i s_l, (i + 1) s_l).
+    """
+    best = None
+    for logits, stride in zip(cls_logits, strides):
+        prob = torch.sigmoid(logits.float().reshape(-1, logits.shape[-1]))  # [C, T_l]
+        up = prob.repeat_interleave(int(stride), dim=1)[:, :n_steps]
+        if up.shape[1] < n_steps:  # a coarse level shorter than T: pad with its last point
+            up = torch.cat([up, up[:, -1:].expand(-1, n_steps - up.shape[1])], dim=1)
+        best = up if best is None else torch.maximum(best, up)
+    return best.t().cpu().numpy()
+
+
+# --------------------------------------------------------------------------------------------------
+# 3. The best ordered pair of segments
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OrderedPair:
+    """The decoded pair (seconds): filling [s0, e0] with score p, disappearing [s1, e1] with score q.
+
+    keyframes  (start, apex, end) in seconds: (s0, (e0 + s1) / 2, e1), eq. 14
+    score      the pair's score (see the module docstring), in [0, 1]
+    """
+
+    filling: tuple[float, float]
+    filling_score: float
+    disappearing: tuple[float, float]
+    disappearing_score: float
+    score: float
+
+    @property
+    def keyframes(self) -> tuple[float, float, float]:
+        (s0, e0), (s1, e1) = self.filling, self.disappearing
+        return s0, (e0 + s1) / 2.0, e1
+
+
+def pair_scores(filling: Tensor, p: Tensor, disappearing: Tensor, q: Tensor, sigma: float) -> Tensor:
+    """Scores of every (filling i, disappearing j) pair: [N_f, N_d] (module docstring's formula)."""
+    s0, e0 = filling[:, 0:1], filling[:, 1:2]
+    s1, e1 = disappearing[None, :, 0], disappearing[None, :, 1]
+    apex = (e0 + s1) / 2
+    ordered = (s0 <= apex) & (apex <= e1)
+    meet = torch.exp(-((e0 - s1) ** 2) / (2 * sigma**2))
+    return torch.sqrt(p[:, None] * q[None, :]) * meet * ordered
+
+
+def ordered_pair(prediction: VideoPrediction, sigma: float) -> OrderedPair | None:
+    """The best ordered pair among a prediction's kept segments (setting 0), or None without one.
+
+    sigma: how far (seconds) filling's end and disappearing's start may sit apart (one feature step).
+    """
+    if prediction.setting != 0:
+        raise ValueError("ordered decoding needs problem setting 0 (filling + disappearing)")
+    segments, scores, labels = prediction.segments.double(), prediction.scores.double(), prediction.labels
+    fill, gone = labels == 0, labels == 1
+    if not fill.any() or not gone.any():
+        return None
+    table = pair_scores(segments[fill], scores[fill], segments[gone], scores[gone], sigma)
+    flat = int(torch.argmax(table))
+    i, j = divmod(flat, table.shape[1])
+    if float(table[i, j]) <= 0:
+        return None
+    f, d = segments[fill][i].tolist(), segments[gone][j].tolist()
+    return OrderedPair((f[0], f[1]), float(scores[fill][i]), (d[0], d[1]), float(scores[gone][j]), float(table[i, j]))
+
+
+# --------------------------------------------------------------------------------------------------
+# 4. Status, keyframes present, confidence
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Decision thresholds and confidence maps, fitted on XCA-Synth validation cines (``calibrate``).
+
+    min_pair_score  below it the cine has no contrast
+    start_edge_s    a filling that begins this close to the first frame means the start is not in the cine
+    end_edge_s      a disappearing that ends this close to the last frame means the end is not in the cine
+    platt_contrast  (a, b): confidence = sigmoid(a logit(score) + b) when contrast is found
+    platt_none      (a, b): the same when no contrast is declared
+    tolerance_s     what "right" meant when fitting the confidence
+    sigma_s         the ordered decode's meeting width
+    n_cines         how many validation cines it was fitted on
+    """
+
+    min_pair_score: float = 0.05
+    start_edge_s: float = 0.2
+    end_edge_s: float = 0.2
+    platt_contrast: tuple[float, float] = (1.0, 0.0)
+    platt_none: tuple[float, float] = (-1.0, 0.0)
+    tolerance_s: float = 2.0 / LOCATE_FPS
+    sigma_s: float = LOCATE_STRIDE / LOCATE_FPS
+    n_cines: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Calibration:
+        d = dict(d)
+        for key in ("platt_contrast", "platt_none"):
+            if key in d:
+                d[key] = tuple(d[key])
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What ``locate`` says about one cine, in the resampled cine's seconds.
+
+    status      "ok", "partial" or "no_contrast"
+    keyframes   (start, apex, end) seconds, None for each keyframe the cine does not contain
+    pair        the ordered pair behind them (None when no pair exists)
+    confidence  calibrated probability that this answer is right
+    """
+
+    status: str
+    keyframes: tuple[float | None, float | None, float | None]
+    pair: OrderedPair | None
+    confidence: float
+    present: tuple[bool, bool, bool] = field(default=(False, False, False))
+
+
+def _logit(p: float | np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def decide(pair: OrderedPair | None, duration: float, cal: Calibration) -> Decision:
+    """Status, present keyframes and confidence of a cine of ``duration`` seconds from its best pair."""
+    score = 0.0 if pair is None else pair.score
+    if pair is None or score < cal.min_pair_score:
+        a, b = cal.platt_none
+        return Decision("no_contrast", (None, None, None), pair, float(_sigmoid(a * _logit(score) + b)))
+    start, apex, end = pair.keyframes
+    has_start = start > cal.start_edge_s
+    has_end = end < duration - cal.end_edge_s
+    status = "ok" if has_start and has_end else "partial"
+    a, b = cal.platt_contrast
+    keyframes = (start if has_start else None, apex, end if has_end else None)
+    return Decision(status, keyframes, pair, float(_sigmoid(a * _logit(score) + b)), (has_start, True, has_end))
+
+
+def fit_platt(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, iterations: int = 100) -> tuple[float, float]:
+    """Logistic regression y ~ sigmoid(a x + b) by Newton's method with a small L2 penalty on a: (a, b).
+
+    x [n] float, y [n] in {0, 1}. With one class only, a = 0 and b is the (smoothed) log-odds of y.
+    """
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if len(x) == 0:
+        return 0.0, 0.0
+    if y.min() == y.max():
+        rate = (y.sum() + 0.5) / (len(y) + 1.0)
+        return 0.0, float(np.log(rate / (1 - rate)))
+    w = np.zeros(2)
+    design = np.stack([x, np.ones_like(x)], 1)
+    penalty = np.diag([l2, 0.0])
+    for _ in range(iterations):
+        p = _sigmoid(design @ w)
+        grad = design.T @ (p - y) + penalty @ w
+        hess = design.T @ (design * (p * (1 - p))[:, None]) + penalty + 1e-9 * np.eye(2)
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.abs(step).max() < 1e-10:
+            break
+    return float(w[0]), float(w[1])
+
+
+@dataclass(frozen=True)
+class CalibrationCase:
+    """One validation cine: its best pair, duration (s), true status and true keyframes (s, None if absent)."""
+
+    pair: OrderedPair | None
+    duration: float
+    status: str
+    keyframes: tuple[float | None, float | None, float | None]
+
+
+def _best_threshold(values: np.ndarray, positive: np.ndarray, candidates: np.ndarray) -> float:
+    """The candidate t maximising the accuracy of "value > t <=> positive" (the smallest on ties)."""
+    accuracy = [np.mean((values > t) == positive) for t in candidates]
+    return float(candidates[int(np.argmax(accuracy))])
+
+
+def calibrate(cases: Seq[CalibrationCase], tolerance_s: float = 2.0 / LOCATE_FPS,
+              sigma_s: float = LOCATE_STRIDE / LOCATE_FPS) -> Calibration:
+    """Fit ``Calibration`` on validation cines: each threshold maximises the accuracy of what it decides.
+
+    min_pair_score: contrast vs none over every cine; start_edge_s / end_edge_s: start / end present vs
+    absent over the cines with contrast and a pair; then the two Platt maps on the decisions they yield.
+    """
+    if not cases:
+        raise ValueError("calibration needs at least one validation cine")
+    scores = np.array([0.0 if c.pair is None else c.pair.score for c in cases])
+    has_contrast = np.array([c.status != "no_contrast" for c in cases])
+    grid = np.unique(np.concatenate([[0.0], scores]))
+    # "score > t" must mean contrast: a threshold between the scores (candidates at the observed values).
+    t = _best_threshold(scores, has_contrast, grid)
+    min_pair_score = float(np.nextafter(t, 1.0))  # decide() treats score < min as no contrast
+    edges = np.round(np.arange(0.0, 1.01, 0.05), 2)
+    with_pair = [c for c in cases if c.pair is not None and c.status != "no_contrast"]
+    start_edge = end_edge = 0.2
+    if with_pair:
+        starts = np.array([c.pair.keyframes[0] for c in with_pair])
+        ends = np.array([c.duration - c.pair.keyframes[2] for c in with_pair])
+        start_edge = _best_threshold(starts, np.array([c.keyframes[0] is not None for c in with_pair]), edges)
+        end_edge = _best_threshold(ends, np.array([c.keyframes[2] is not None for c in with_pair]), edges)
+    provisional = Calibration(min_pair_score, start_edge, end_edge, tolerance_s=tolerance_s, sigma_s=sigma_s,
+                              n_cines=len(cases))
+    xs_c, ys_c, xs_n, ys_n = [], [], [], []
+    for case, score in zip(cases, scores):
+        d = decide(case.pair, case.duration, provisional)
+        right = decision_is_right(d, case.status, case.keyframes, tolerance_s)
+        (xs_n if d.status == "no_contrast" else xs_c).append(float(_logit(score)))
+        (ys_n if d.status == "no_contrast" else ys_c).append(float(right))
+    return Calibration(min_pair_score, start_edge, end_edge, fit_platt(np.array(xs_c), np.array(ys_c)),
+                       fit_platt(np.array(xs_n), np.array(ys_n)), tolerance_s, sigma_s, len(cases))
+
+
+def decision_is_right(d: Decision, status: str, keyframes: Seq[float | None], tolerance_s: float) -> bool:
+    """Is the status right, and is every true keyframe found within ``tolerance_s`` (none invented)?"""
+    if d.status != status:
+        return False
+    for got, true in zip(d.keyframes, keyframes):
+        if (got is None) != (true is None):
+            return False
+        if got is not None and abs(got - true) > tolerance_s:
+            return False
+    return True
+
+
+# --------------------------------------------------------------------------------------------------
+# 5. Vessel features of any cine, on the one grid
+# --------------------------------------------------------------------------------------------------
+
+
+def locate_features(seq: Sequence, extractor, device: str | torch.device = "auto", cache=None,
+                    rate: float = LOCATE_FPS, stride: int = LOCATE_STRIDE) -> tuple[np.ndarray, Sequence, np.ndarray]:
+    """(features (T, 4096) float32, the resampled cine, original frame of each resampled frame).
+
+    Raises ``XcalabInputError`` (naming the file) when the resampled cine is shorter than one window.
+    """
+    from xcalab.features.extract import extract_features
+    from xcalab.features.svsnet import WINDOW
+
+    small, index = resample_cine(seq, rate)
+    if small.n_frames < WINDOW:
+        raise XcalabInputError(seq.meta.get("source", seq.video_id),
+                               f"{seq.n_frames} frames at {seq.fps:g} fps give {small.n_frames} frames at "
+                               f"{small.fps:g} fps; a feature step needs {WINDOW}")
+    features = extract_features(small, "learned", stride, extractor, device=device, cache=cache)
+    return features, small, index
+
+
+__all__ = [
+    "Calibration", "CalibrationCase", "Decision", "KEYFRAME_NAMES", "LOCATE_FPS", "LOCATE_STRIDE", "OrderedPair",
+    "STATUSES", "calibrate", "decide", "decision_is_right", "detect_batch", "fit_platt", "locate_features",
+    "ordered_pair", "pair_scores", "resample_cine", "resample_index", "step_scores",
+]
