@@ -149,17 +149,16 @@ def _frame_of(seconds: float, seq: Sequence) -> int:
     return int(min(max(round(seconds * seq.fps), 0), seq.n_frames - 1))
 
 
-def plateau_frames(vessel_curve: np.ndarray, step_times: np.ndarray, apex_s: float, level: float = 0.9) -> tuple[float, float]:
-    """(first, last) seconds of the opacified plateau: the steps around the apex whose vessel curve stays
-    >= ``level`` x its value at the apex step (one contiguous run)."""
-    k = int(np.argmin(np.abs(step_times - apex_s)))
-    floor = level * vessel_curve[k]
-    lo = hi = k
-    while lo > 0 and vessel_curve[lo - 1] >= floor:
-        lo -= 1
-    while hi + 1 < len(vessel_curve) and vessel_curve[hi + 1] >= floor:
-        hi += 1
-    return float(step_times[lo]), float(step_times[hi])
+def plateau_frames(vessel_curve: np.ndarray, step_times: np.ndarray, apex_s: float, end_s: float | None,
+                   level: float = 0.7) -> tuple[float, float]:
+    """(first, last) seconds of the opacified plateau: from the apex to the last step before the end (or the
+    cine's end) where the vessel curve still reaches ``level`` x its peak after the apex. The last step
+    above, not the first below: the heartbeat makes the curve dip for a frame or two inside the plateau."""
+    first = int(np.argmin(np.abs(step_times - apex_s)))
+    stop = len(step_times) if end_s is None else max(first + 1, int(np.searchsorted(step_times, end_s, "right")))
+    window = vessel_curve[first:stop]
+    above = np.flatnonzero(window >= level * window.max())
+    return float(step_times[first]), float(step_times[first + int(above[-1])])
 
 
 def end_diastolic_frames(seq: Sequence, plateau_s: tuple[float, float] | None, apex_frame: int | None) -> list[int]:
@@ -201,7 +200,9 @@ def locate_sequence(seq: Sequence, locator: Locator) -> LocateResult:
         keyframes[name] = None if t is None else {"frame": _frame_of(t, seq), "seconds": round(float(t), 4),
                                                   "score": round(float(s), 4)}
     apex_frame = keyframes["apex"]["frame"] if keyframes["apex"] else None
-    plateau = None if decision.keyframes[1] is None else plateau_frames(vessel_curve, step_times, decision.keyframes[1])
+    plateau = None
+    if decision.keyframes[1] is not None:
+        plateau = plateau_frames(vessel_curve, step_times, decision.keyframes[1], decision.keyframes[2])
     segments = None
     if decision.status != "no_contrast" and pair is not None:
         segments = {

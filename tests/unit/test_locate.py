@@ -186,3 +186,14 @@ def test_end_diastolic_frames_inside_the_plateau_nearest_the_apex_first():
     assert end_diastolic_frames(seq, (1.3, 3.2), apex_frame=60) == [53, 77]
     assert end_diastolic_frames(seq, (1.3, 3.2), apex_frame=75) == [77, 53]
     assert end_diastolic_frames(Sequence(np.zeros((9, 4, 4), np.float32), 30.0), (0.0, 1.0), 3) == []
+
+
+def test_plateau_runs_from_the_apex_while_the_curve_stays_high():
+    from xcalab.locate import plateau_frames
+
+    t = np.arange(10) * 0.5
+    curve = np.array([0.0, 0.2, 0.9, 1.0, 0.8, 0.6, 0.75, 0.3, 0.1, 0.0])
+    # From the apex (1.5 s, step 3) the last step >= 0.7 x 1.0 is step 6 (the dip to 0.6 at step 5 is inside).
+    assert plateau_frames(curve, t, apex_s=1.5, end_s=None) == (1.5, 3.0)
+    # An end at 2.0 s (step 4) closes the window there.
+    assert plateau_frames(curve, t, apex_s=1.5, end_s=2.0) == (1.5, 2.0)
