@@ -9,6 +9,7 @@
     xcalab reproduce --table {II,IV,V,VI,VII,VIII} [--preset teach] [--seeds 3]
     xcalab notebooks [--preset teach] [--smoke] [--out build/notebooks] [--fig-dir figures] [NAME ...]
     xcalab locate CINE... [--out DIR] [--fps F] [--weights W.pt]   keyframes of your own cines
+    xcalab train-locate [--seed N] [--workers K]          train + calibrate locate's detector (XCA-Synth mix)
     xcalab inspect PATH [--fps F]      read a cine (DICOM XA, frame folder, .npy) and describe it
 
 ``xcalab COMMAND --help`` shows a command's options.
@@ -80,6 +81,7 @@ FORWARDED = {
     "evaluate": ("xcalab.evaluation", "score ActivityNet predictions (or a checkpoint) against annotations"),
     "reproduce": ("xcalab.reproduce", "train and evaluate the variants of one of the paper's tables on XCA-Synth"),
     "locate": ("xcalab.locate", "start, apex and end of your own cines, with a confidence and a summary figure"),
+    "train-locate": ("xcalab.locate_training", "train, calibrate and measure the detector behind xcalab locate"),
 }
 
 
@@ -100,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("evaluate", help=FORWARDED["evaluate"][1], add_help=False)
     sub.add_parser("reproduce", help=FORWARDED["reproduce"][1], add_help=False)
     sub.add_parser("locate", help=FORWARDED["locate"][1], add_help=False)
+    sub.add_parser("train-locate", help=FORWARDED["train-locate"][1], add_help=False)
     sub.add_parser("features", help="train the vessel extractor, or extract (T, 4096) features (train | extract)",
                    add_help=False)
 

@@ -7,6 +7,12 @@ pick a preset by name and never type numbers of their own:
     teach   minutes on a 2-core CPU laptop -- the default of ``make run`` and of every notebook
     paper   the seed paper's sizes and hyper-parameters -- meant for a GPU
 
+Besides the presets, ``CONFIGS`` names configurations for one purpose each (not presets: notebooks and
+commands that enumerate ``PRESETS`` do not list them):
+
+    locate  ``locate_config(seed)``: an archive-like XCA-Synth mix (natural-length 3.5-7 s cines, some truncated
+            or without contrast) with the teach model and training
+
     >>> cfg = get_preset("teach")
     >>> cfg.synth.n_sequences, cfg.synth.image_size
     (120, 256)
@@ -17,6 +23,7 @@ pick a preset by name and never type numbers of their own:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +43,13 @@ class SynthConfig:
     frames        (min, max) frames per cine (the paper's clinical cines have 31-379 frames)
     fps_choices   frame rates drawn uniformly per cine (clinical cines run at 7.5, 15 or 30 fps)
     trees         coronary trees drawn uniformly per cine ("left", "right")
+    durations_s   None: every cine shows its whole passage, the timeline squeezed into ``frames`` when it is
+                  too long (today's builds); (min, max) seconds: archive-like cines of natural time scale
+                  (no squeeze) lasting min-max s, which ``frames`` must cover at every frame rate
+    scenarios     () : full cines; else cine i is one of these ``xcalab.data.synth.scenarios.SCENARIOS``
+                  ("ok", "partial_end", "partial_start", "no_contrast"), cycling so that every subset mixes
+                  scenarios, frame rates and trees in balance; repeat a name to weight it, e.g.
+                  ("ok", "ok", "partial_end", "partial_start", "no_contrast"). Needs ``durations_s``.
     """
 
     n_sequences: int
@@ -44,12 +58,38 @@ class SynthConfig:
     frames: tuple[int, int]
     fps_choices: tuple[float, ...] = (7.5, 15.0, 30.0)
     trees: tuple[str, ...] = ("left", "right")
+    durations_s: tuple[float, float] | None = None
+    scenarios: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if sum(self.split) != self.n_sequences:
             raise ValueError(f"split {self.split} does not add up to n_sequences={self.n_sequences}")
         if not 0 < self.frames[0] <= self.frames[1]:
             raise ValueError(f"frames must be (min, max) with 0 < min <= max, got {self.frames}")
+        if self.durations_s is not None or self.scenarios:
+            self._check_scenarios()
+
+    def _check_scenarios(self) -> None:
+        """durations_s and scenarios come together, name known scenarios, and fit ``frames`` at every rate."""
+        if not isinstance(self.scenarios, tuple) or not all(isinstance(s, str) for s in self.scenarios):
+            raise ValueError(f"scenarios must be a tuple of scenario names, got {self.scenarios!r}")
+        if not self.scenarios:
+            raise ValueError("durations_s needs scenarios, e.g. scenarios=('ok',) for whole passages at natural "
+                             "time scale")
+        if self.durations_s is None:
+            raise ValueError(f"scenarios {self.scenarios} need durations_s=(min, max) seconds: a scenario cine "
+                             "keeps the natural time scale, so its length is set in seconds")
+        # Imported here: the scenario names live with the simulator, and only these configs need numpy.
+        from xcalab.data.synth.scenarios import check_durations, check_scenario, frame_counts
+
+        for name in self.scenarios:
+            check_scenario(name)
+        check_durations(self.durations_s)
+        for fps in self.fps_choices:
+            lengths = frame_counts(self.durations_s, fps)
+            if lengths[0] < self.frames[0] or lengths[-1] > self.frames[1]:
+                raise ValueError(f"frames {self.frames} must cover durations_s {self.durations_s} at {fps} fps "
+                                 f"({lengths[0]}-{lengths[-1]} frames)")
 
 
 @dataclass(frozen=True)
@@ -147,6 +187,9 @@ class TrainConfig:
     contrast_epochs    epochs with the contrastive loss on (reference 0, 2, 4, 6, 8)
     contrast_weight    its weight (reference 1)
     select_after       model selection looks at EMA checkpoints from this epoch on (reference 30)
+    feature_gain       (low, high): multiply each training video's features by a gain drawn in this range
+                       (xcalab's randomisation for real cines, whose denser trees fill more of each map;
+                       None, the reference's and every preset's: no gain)
     """
 
     epochs: int = 50
@@ -163,6 +206,11 @@ class TrainConfig:
     contrast_epochs: tuple[int, ...] = (0, 2, 4, 6, 8)
     contrast_weight: float = 1.0
     select_after: int = 30
+    feature_gain: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.feature_gain is not None and not 0 < self.feature_gain[0] <= self.feature_gain[1]:
+            raise ValueError(f"feature_gain must be (low, high) with 0 < low <= high, got {self.feature_gain}")
 
 
 @dataclass(frozen=True)
@@ -231,6 +279,30 @@ _TRAIN = {
                          contrast_epochs=(0, 2, 4, 6), select_after=12),
     "paper": TrainConfig(),
 }
+
+
+def locate_config(seed: int = 0) -> Config:
+    """The "locate" configuration: the teach model, training and features on an archive-like XCA-Synth mix.
+
+    360 cines (180 / 60 / 120) of 256^2 at 7.5, 15 and 30 fps, left and right trees, lasting 3.5-7 s at
+    natural time scale; 2 in 5 show the whole passage ("ok"), 1 in 5 stops before the end ("partial_end"),
+    1 in 5 starts after contrast entered ("partial_start"), 1 in 5 has no contrast. The plan cycles in
+    blocks of 30 (2 trees x 3 rates x 5 scenario slots), so each subset holds every combination equally:
+    the test split has 48 ok, 48 partial and 24 no_contrast cines, 40 per frame rate.
+    Not a preset (``PRESETS`` stays smoke / teach / paper); its build folder is ``xca-synth-locate-seed<N>``.
+    """
+    synth = SynthConfig(n_sequences=360, split=(180, 60, 120), image_size=256, frames=(26, 210),
+                        fps_choices=(7.5, 15.0, 30.0), trees=("left", "right"), durations_s=(3.5, 7.0),
+                        scenarios=("ok", "ok", "partial_end", "partial_start", "no_contrast"))
+    teach = get_preset("teach")
+    # Real trees are denser and wider than XCA-Synth's: their 64 x 64 maps hold 1-3x more vessel at the apex
+    # (issue 11's measurement), so training varies the features' gain over that range.
+    train = dataclasses.replace(teach.train, feature_gain=(0.7, 2.5))
+    return teach.replace(name="locate", seed=int(seed), synth=synth, train=train)
+
+
+#: Named configurations that are not presets: name -> function of the seed.
+CONFIGS: dict[str, Callable[[int], Config]] = {"locate": locate_config}
 
 
 def get_preset(name: str, **changes) -> Config:

@@ -145,7 +145,13 @@ def prepare_features(
     """
     from tqdm.auto import tqdm
 
-    from xcalab.data.synth.benchmark import _summary_npz, build_benchmark, plan, read_sequence_npz
+    from xcalab.data.synth.benchmark import (
+        _summary_npz,
+        annotation_from_summary,
+        build_benchmark,
+        plan,
+        read_sequence_npz,
+    )
     from xcalab.features.extract import extract_features
 
     stride = cfg.features.stride if stride is None else stride
@@ -171,9 +177,8 @@ def prepare_features(
             features = extract_features(seq, source, stride, extractor, device=cfg.device, cache=cache)
             with atomic_path(npy) as tmp, open(tmp, "wb") as fh:
                 np.save(fh, features)
-        s = _summary_npz(npz)
-        videos.append(VideoAnnotation.from_keyframes(job["video_id"], s["keyframes"], s["fps"], s["n_frames"],
-                                                     subset=job["subset"], setting=cfg.setting))
+        # As annotations.json has it (a scenario cine's status; no actions for one without contrast).
+        videos.append(annotation_from_summary(job["video_id"], _summary_npz(npz), job["subset"], cfg.setting))
     if not videos:
         raise XcalabInputError(build_dir, f"no cines of the subsets {subsets} in this build")
     annotations_path = write_annotations(out / f"annotations-setting{cfg.setting}.json", videos)

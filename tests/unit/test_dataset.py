@@ -139,3 +139,24 @@ def test_derived_seeds_are_stable_and_distinct():
     assert derive_seed(0, 1, 2) == derive_seed(0, 1, 2)
     seeds = {derive_seed(seed, stream, epoch) for seed in range(3) for stream in range(3) for epoch in range(3)}
     assert len(seeds) == 27 and all(0 <= s < 2**63 for s in seeds)
+
+
+def test_feature_gain_scales_training_items_only_and_is_seeded(tmp_path):
+    folder = tmp_path
+    np.save(folder / "g.npy", np.full((20, 16), 0.3, np.float32))
+    ann = write_annotations(folder / "a.json", [VideoAnnotation("g", "train", FPS, 80 / FPS, [])])
+    fixed = FeatureDataset(folder, ann, feature_dim=16, training=True, max_seq_len=32, crop_ratio=None,
+                           gain_range=(2.0, 2.0))
+    assert torch.allclose(fixed[0].features, torch.full((16, 20), 0.6))
+    clipped = FeatureDataset(folder, ann, feature_dim=16, training=True, crop_ratio=None, gain_range=(5.0, 5.0))
+    assert float(clipped[0].features.max()) == 1.0  # probabilities stay in [0, 1]
+    ranged = FeatureDataset(folder, ann, feature_dim=16, training=True, crop_ratio=None, gain_range=(0.5, 2.0))
+    gains = []
+    for epoch in range(4):
+        ranged.set_epoch(epoch)
+        gains.append(float(ranged[0].features[0, 0]) / 0.3)
+    assert all(0.5 <= g <= 2.0 for g in gains) and len(set(gains)) == 4
+    ranged.set_epoch(2)
+    assert float(ranged[0].features[0, 0]) / 0.3 == pytest.approx(gains[2])  # a function of (seed, epoch, item)
+    inference = FeatureDataset(folder, ann, feature_dim=16, gain_range=(2.0, 2.0))
+    assert torch.allclose(inference[0].features, torch.full((16, 20), 0.3))  # never at inference

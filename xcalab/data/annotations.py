@@ -16,6 +16,11 @@ ways of doing so are compared in its Table VIII ("problem settings"); setting 0 
 
 Times in the JSON are seconds: t = frame / fps.
 
+Archive cines are not always complete. A record may carry a **status** (xcalab's addition, absent = unknown):
+"ok" (all three keyframes in the cine), "partial" (the recording starts after the start or stops before the
+end: ``keyframes_present`` says which are in it; the missing start is stored as frame 0, the missing end as the
+last frame, so the two actions stop at the cine's borders) or "no_contrast" (no actions, no keyframes).
+
 The detector does not see frames but **feature steps**: step k reads the frames [s*k, s*k + w) (stride s,
 window w; the paper uses s = w = 4) and sits at their centre, frame s*k + w/2. ``FeatureGrid`` is the one
 place where frames, seconds and grid positions are converted into each other. The reference code drops the
@@ -36,6 +41,8 @@ from xcalab.data.io import atomic_path
 from xcalab.errors import XcalabInputError
 
 SUBSETS = ("train", "validation", "test")
+#: What a cine shows of the contrast passage (``VideoAnnotation.status``).
+STATUSES = ("ok", "partial", "no_contrast")
 
 #: The label names of each problem setting, indexed by label_id.
 LABELS: dict[int, tuple[str, str]] = {
@@ -202,8 +209,13 @@ def actions_to_keyframes(actions: Iterable[Action], fps: float, setting: int = 0
 class VideoAnnotation:
     """One video's record in the ActivityNet-1.3 ``database``.
 
-    keyframes (frame indices) and setting are xcalab's additions to the record; ActivityNet readers
-    ignore them. When a file has no keyframes they are decoded from the actions.
+    keyframes (frame indices), setting, status and keyframes_present are xcalab's additions to the record;
+    ActivityNet readers ignore them. When a file has no keyframes they are decoded from the actions.
+
+    status             None (not known: every file written before statuses existed), "ok", "partial" or
+                       "no_contrast" (then no actions and no keyframes)
+    keyframes_present  None, or (start?, apex?, end?): which keyframes are really in the cine ("ok": all;
+                       "partial": the apex and not all; "no_contrast": none)
     """
 
     video_id: str
@@ -213,16 +225,40 @@ class VideoAnnotation:
     actions: list[Action] = field(default_factory=list)
     keyframes: Keyframes | None = None
     setting: int = 0
+    status: str | None = None
+    keyframes_present: tuple[bool, bool, bool] | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.keyframes_present, list):  # as JSON gives it
+            self.keyframes_present = tuple(self.keyframes_present)
+        problem = _status_problem(self.status, self.keyframes_present, self.actions, self.keyframes)
+        if problem:
+            raise XcalabInputError(self.video_id, problem)
 
     @classmethod
     def from_keyframes(
-        cls, video_id: str, keyframes: Sequence[float], fps: float, n_frames: int, subset: str = "train", setting: int = 0
+        cls, video_id: str, keyframes: Sequence[float], fps: float, n_frames: int, subset: str = "train",
+        setting: int = 0, status: str | None = None, keyframes_present: Sequence[bool] | None = None,
     ) -> VideoAnnotation:
-        """The record of a cine of ``n_frames`` frames whose keyframes are known."""
+        """The record of a cine of ``n_frames`` frames whose keyframes are known (a partial cine: with its
+        missing start at 0 and missing end at the last frame; ``without_contrast`` for a cine with none)."""
         kf = check_keyframes(keyframes, where=video_id)
         if kf.end > n_frames:
             raise XcalabInputError(video_id, f"end keyframe {kf.end} lies beyond the last frame ({n_frames} frames)")
-        return cls(video_id, subset, float(fps), n_frames / fps, keyframes_to_actions(kf, fps, setting), kf, setting)
+        if status == "no_contrast":
+            raise XcalabInputError(video_id, "a cine without contrast has no keyframes: use "
+                                             "VideoAnnotation.without_contrast")
+        present = None if keyframes_present is None else tuple(keyframes_present)
+        return cls(video_id, subset, float(fps), n_frames / fps, keyframes_to_actions(kf, fps, setting), kf, setting,
+                   status, present)
+
+    @classmethod
+    def without_contrast(cls, video_id: str, fps: float, n_frames: int, subset: str = "train",
+                         setting: int = 0) -> VideoAnnotation:
+        """The record of a cine of ``n_frames`` frames that shows no contrast: status "no_contrast", no actions."""
+        _check_setting(setting)
+        return cls(video_id, subset, float(fps), n_frames / fps, [], None, setting, "no_contrast",
+                   (False, False, False))
 
     def to_json(self) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -237,7 +273,29 @@ class VideoAnnotation:
         }
         if self.keyframes is not None:
             record["keyframes"] = dict(zip(Keyframes._fields, (_plain(v) for v in self.keyframes)))
+        if self.status is not None:
+            record["status"] = self.status
+        if self.keyframes_present is not None:
+            record["keyframes_present"] = [bool(v) for v in self.keyframes_present]
         return record
+
+
+def _status_problem(status: Any, present: Any, actions: list[Action], keyframes: Keyframes | None) -> str | None:
+    """What is wrong with a record's status and keyframes_present (None: nothing)."""
+    if status is not None and status not in STATUSES:
+        return f'"status" must be one of {STATUSES}, got {status!r}'
+    if present is not None:
+        if not (isinstance(present, (tuple, list)) and len(present) == 3 and all(isinstance(v, bool) for v in present)):
+            return f'"keyframes_present" must be three booleans (start, apex, end), got {present!r}'
+        if status == "ok" and not all(present):
+            return f'status "ok" means every keyframe is in the cine, but keyframes_present is {list(present)}'
+        if status == "partial" and (all(present) or not present[1]):
+            return f'status "partial" means the apex is in the cine and start or end is not, got {list(present)}'
+        if status == "no_contrast" and any(present):
+            return f'status "no_contrast" means no keyframe is in the cine, but keyframes_present is {list(present)}'
+    if status == "no_contrast" and (actions or keyframes is not None):
+        return 'status "no_contrast" means no actions and no keyframes'
+    return None
 
 
 def _plain(v: float) -> float | int:
@@ -329,7 +387,12 @@ def _parse_record(path: Path, vid: str, rec: Any) -> VideoAnnotation:
         keyframes = check_keyframes([kf[k] for k in Keyframes._fields], where=where)
     elif {a.label_id for a in actions} >= {0, 1}:
         keyframes = actions_to_keyframes(actions, fps, setting)
-    return VideoAnnotation(vid, subset, float(fps), float(duration), actions, keyframes, setting)
+    status, present = rec.get("status"), rec.get("keyframes_present")
+    problem = _status_problem(status, present, actions, keyframes)
+    if problem:
+        fail(problem)
+    present = None if present is None else tuple(present)
+    return VideoAnnotation(vid, subset, float(fps), float(duration), actions, keyframes, setting, status, present)
 
 
 def _check_label_names(path: Path, videos: dict[str, VideoAnnotation]) -> None:

@@ -120,6 +120,9 @@ class FeatureDataset(Dataset):
     trunc_thresh   a cropped action is kept if this share of it stays in the window (reference 0.5)
     crop_ratio     short videos are cut to a random length in [low, high] x T (reference (0.9, 1.0))
     seed           seed of the crops (with the epoch and the item index, see ``set_epoch``)
+    gain_range     in training, multiply each item's features by a gain drawn uniformly from this range
+                   (then clip to [0, 1]): real trees are denser and wider than synthetic ones, so the same
+                   opacification covers more of each 64 x 64 map; None (default) leaves features as they are
 
     Every feature file is checked when the data set is built (it exists, shape (T, feature_dim) with
     T >= 1); NaN and infinite values are caught when a file is read.
@@ -137,6 +140,7 @@ class FeatureDataset(Dataset):
         trunc_thresh: float = 0.5,
         crop_ratio: tuple[float, float] | None = (0.9, 1.0),
         seed: int = 0,
+        gain_range: tuple[float, float] | None = None,
     ):
         self.features_dir = Path(features_dir)
         if not self.features_dir.is_dir():
@@ -154,6 +158,7 @@ class FeatureDataset(Dataset):
         self.trunc_thresh = trunc_thresh
         self.crop_ratio = crop_ratio
         self.seed = seed
+        self.gain_range = gain_range
         self.epoch = 0
         self.lengths = [self._check_file(v.video_id) for v in self.videos]
 
@@ -220,7 +225,12 @@ class FeatureDataset(Dataset):
             item.features, item.segments, item.labels, self.max_seq_len, self.trunc_thresh, self.crop_ratio,
             offset=self.grid.offset, generator=generator,
         )
-        return item._replace(features=crop.feats, segments=crop.segments, labels=crop.labels)
+        feats = crop.feats
+        if self.gain_range is not None:  # drawn after the crop, from the same generator: still (seed, epoch, index)
+            low, high = self.gain_range
+            gain = low + (high - low) * float(torch.rand((), generator=generator))
+            feats = (feats * gain).clamp_(0.0, 1.0)
+        return item._replace(features=feats, segments=crop.segments, labels=crop.labels)
 
 
 def padded_length(lengths: Sequence[int], pad_to: int | None = None, multiple: int = 1) -> int:

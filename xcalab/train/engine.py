@@ -158,9 +158,16 @@ def apply_overrides(cfg: Config, overrides: Mapping[str, Any], where: str | Path
 
 def config_from_dict(data: Mapping[str, Any], where: str | Path = "config") -> Config:
     """Inverse of ``config_to_dict``: the preset named in ``data["name"]`` with every value of ``data``."""
-    if data.get("name") not in PRESETS:
-        raise XcalabInputError(where, f"config needs a preset name in {PRESETS}, got {data.get('name')!r}")
-    return apply_overrides(get_preset(data["name"]), {k: v for k, v in data.items() if k != "name"}, where)
+    name = data.get("name")
+    if name == "locate":  # the archive-like mix that ``xcalab locate``'s detector trains on
+        from xcalab.config import locate_config
+
+        base = locate_config(int(data.get("seed", 0)))
+    elif name in PRESETS:
+        base = get_preset(name)
+    else:
+        raise XcalabInputError(where, f"config needs a preset name in {PRESETS} (or 'locate'), got {name!r}")
+    return apply_overrides(base, {k: v for k, v in data.items() if k != "name"}, where)
 
 
 def load_overrides(path: str | Path) -> dict[str, Any]:
@@ -526,6 +533,7 @@ def dataset_for(cfg: Config, features_dir: str | Path, annotations: Any, subset:
         grid=FeatureGrid(stride=cfg.features.stride, window=cfg.features.window),
         feature_dim=cfg.features.dim, training=training, max_seq_len=cfg.train.max_seq_len,
         trunc_thresh=cfg.train.trunc_thresh, crop_ratio=cfg.train.crop_ratio, seed=cfg.seed,
+        gain_range=cfg.train.feature_gain if training else None,
     )
 
 

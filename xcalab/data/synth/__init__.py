@@ -9,6 +9,7 @@ The stages, one module each, in the order a cine is made:
     motion.py     heartbeat, breathing, table pan                                                 (Sec. 4)
     imaging.py    log-domain X-ray formation, detector noise, clinical post-processing            (Sec. 2)
     simulator.py  simulate_sequence / render: the stages put together
+    scenarios.py  archive-like cines: natural time scale, 3.5-7 s, truncated or without contrast, with status
     realism.py    the Sec. 5.3 proxy statistics on any cine, and the realism table
     benchmark.py  build a preset's benchmark to disk (parallel, resumable) and load it back
 
@@ -21,10 +22,13 @@ from xcalab.data.synth.benchmark import SynthBenchmark, build_benchmark, load_be
 from xcalab.data.synth.dynamics import PHASES, KeyframeRule, keyframes_from_curve, phases_from_curve
 from xcalab.data.synth.params import Knobs, SimParams, sample_params
 from xcalab.data.synth.realism import TARGETS, format_realism_table, realism_statistics, realism_table
+from xcalab.data.synth.scenarios import SCENARIOS, STATUS, simulate_scenario
 from xcalab.data.synth.simulator import render, simulate_sequence
 
 __all__ = [
     "PHASES",
+    "SCENARIOS",
+    "STATUS",
     "TARGETS",
     "KeyframeRule",
     "Knobs",
@@ -40,5 +44,6 @@ __all__ = [
     "realism_table",
     "render",
     "sample_params",
+    "simulate_scenario",
     "simulate_sequence",
 ]

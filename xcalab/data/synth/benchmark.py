@@ -1,8 +1,9 @@
 """The XCA-Synth benchmark: build a preset's cines to disk (parallel, resumable, byte-identical) and read them back.
 
     xcalab simulate --preset {smoke,teach,paper} --seed N [--out DIR] [--workers K] [--dicom]
+    xcalab simulate --config locate --seed N ...      (a named non-preset config, ``xcalab.config.CONFIGS``)
 
-A build folder (default ``data/cache/xca-synth-<preset>-seed<N>/``, git-ignored) holds:
+A build folder (default ``data/cache/xca-synth-<name>-seed<N>/``, git-ignored) holds:
 
     build.json               what was built: format, preset, seed, sizes, knobs, keyframe rule (written first;
                              a resumed build must match it)
@@ -19,6 +20,13 @@ A build folder (default ``data/cache/xca-synth-<preset>-seed<N>/``, git-ignored)
 
 Sequence i is drawn from the seed tuple (seed, i) alone (its tree alternates and its frame rate cycles with
 i + seed, so every subset mixes both trees and all frame rates), so a build is byte-identical for a seed whatever the number of workers, and any subset of it can be rebuilt.
+
+A config with ``synth.scenarios`` builds archive-like cines instead (``scenarios.simulate_scenario``: natural time
+scale, ``synth.durations_s`` long, some truncated or without contrast): cine i's scenario cycles with
+i + i // (trees x rates) + seed, so every block of trees x rates x scenarios consecutive cines holds each
+combination once. Its jobs, build.json and the cines' meta_json name the scenario; annotations.json gives each
+cine its "status" and "keyframes_present" (a no_contrast cine: no actions, no keyframes). Configs without
+scenarios write exactly the files they always did.
 Every file is written atomically (``atomic_path``): a killed build leaves no half-written file, and running
 the same command again continues where it stopped.
 """
@@ -42,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from xcalab.config import PRESETS, Config, get_preset
+from xcalab.config import CONFIGS, PRESETS, Config, get_preset
 from xcalab.data.io import Sequence, Truth, atomic_path
 from xcalab.errors import XcalabInputError
 
@@ -104,9 +112,30 @@ def read_sequence_npz(path: str | Path) -> Sequence:
 
 
 def _summary_npz(path: Path) -> dict[str, Any]:
-    """What annotations.json needs from a built sequence, read without loading its frames."""
+    """What annotations.json needs from a built sequence, read without loading its frames (a scenario cine
+    adds "status" and "keyframes_present" from its meta_json)."""
     with np.load(path, allow_pickle=False) as z:
-        return {"keyframes": [int(k) for k in z["keyframes"]], "fps": float(z["fps"]), "n_frames": int(z["phases"].shape[0])}
+        summary = {"keyframes": [int(k) for k in z["keyframes"]], "fps": float(z["fps"]),
+                   "n_frames": int(z["phases"].shape[0])}
+        meta = json.loads(str(z["meta_json"]))
+    if "status" in meta:
+        summary["status"] = str(meta["status"])
+        summary["keyframes_present"] = [bool(v) for v in meta["keyframes_present"]]
+    return summary
+
+
+def annotation_from_summary(video_id: str, summary: dict[str, Any], subset: str, setting: int):
+    """The ``VideoAnnotation`` of a built cine from its ``_summary_npz``: the two actions of its keyframes,
+    with status and presence for a scenario cine; none for a cine without contrast."""
+    from xcalab.data.annotations import VideoAnnotation
+
+    status = summary.get("status")
+    if status == "no_contrast":
+        return VideoAnnotation.without_contrast(video_id, summary["fps"], summary["n_frames"], subset=subset,
+                                                setting=setting)
+    return VideoAnnotation.from_keyframes(video_id, summary["keyframes"], summary["fps"], summary["n_frames"],
+                                          subset=subset, setting=setting, status=status,
+                                          keyframes_present=summary.get("keyframes_present"))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -115,7 +144,7 @@ def _summary_npz(path: Path) -> dict[str, Any]:
 
 
 def default_out_dir(cfg: Config) -> Path:
-    """``<cfg.data_dir>/xca-synth-<preset>-seed<seed>``."""
+    """``<cfg.data_dir>/xca-synth-<cfg.name>-seed<seed>`` (the preset's or a named config's name, e.g. "locate")."""
     return Path(cfg.data_dir) / f"xca-synth-{cfg.name}-seed{cfg.seed}"
 
 
@@ -131,7 +160,8 @@ def subset_of(index: int, split: tuple[int, int, int]) -> str:
 
 
 def plan(cfg: Config, knobs=None, rule=None) -> list[dict[str, Any]]:
-    """One job per cine: everything a worker needs, as plain values (spawn-safe)."""
+    """One job per cine: everything a worker needs, as plain values (spawn-safe). A config with scenarios adds
+    "scenario" and "durations_s" to each job (see the module docstring); others' jobs are today's."""
     from xcalab.data.synth.dynamics import KeyframeRule
     from xcalab.data.synth.params import Knobs
 
@@ -145,7 +175,7 @@ def plan(cfg: Config, knobs=None, rule=None) -> list[dict[str, Any]]:
         # trees alternate, frame rates cycle; both depend on (seed, i) only.
         tree = str(synth.trees[(i + cfg.seed) % n_trees])
         fps = float(synth.fps_choices[(i // n_trees + cfg.seed) % n_fps])
-        jobs.append({
+        job = {
             "index": i,
             "video_id": video_id(i),
             "subset": subset_of(i, synth.split),
@@ -156,7 +186,15 @@ def plan(cfg: Config, knobs=None, rule=None) -> list[dict[str, Any]]:
             "tree": tree,
             "knobs": dataclasses.asdict(knobs),
             "rule": dataclasses.asdict(rule),
-        })
+        }
+        if synth.scenarios:
+            # (tree, rate) repeats every n_trees * n_fps cines; shifting the scenario by one per repeat makes
+            # every n_trees * n_fps * n_scenarios consecutive cines hold each combination once (and any
+            # n_trees * n_fps of them a mix of scenarios), for any number of scenarios.
+            block = n_trees * n_fps
+            job["scenario"] = str(synth.scenarios[(i + i // block + cfg.seed) % len(synth.scenarios)])
+            job["durations_s"] = [float(d) for d in synth.durations_s]
+        jobs.append(job)
     return jobs
 
 
@@ -164,11 +202,15 @@ def _build_info(cfg: Config, jobs: list[dict[str, Any]], dicom: bool) -> dict[st
     import xcalab
 
     first = jobs[0] if jobs else {}
+    synth = json.loads(json.dumps(dataclasses.asdict(cfg.synth)))
+    if not cfg.synth.scenarios:  # a build without scenarios records exactly what it always did
+        for key in ("durations_s", "scenarios"):
+            synth.pop(key)
     return {
         "format": FORMAT,
         "preset": cfg.name,
         "seed": int(cfg.seed),
-        "synth": json.loads(json.dumps(dataclasses.asdict(cfg.synth))),
+        "synth": synth,
         "knobs": first.get("knobs"),
         "rule": first.get("rule"),
         "dicom": bool(dicom),
@@ -189,15 +231,23 @@ def build_one(root: str, job: dict[str, Any], dicom: bool) -> dict[str, Any]:
     """Simulate and write one cine (top-level, so a spawned worker process can run it). Returns its summary."""
     from xcalab.data.synth.dynamics import KeyframeRule
     from xcalab.data.synth.params import Knobs
+    from xcalab.data.synth.scenarios import simulate_scenario
     from xcalab.data.synth.simulator import simulate_sequence
 
     npz, dcm = _paths(Path(root), job)
     if not npz.exists():
-        seq = simulate_sequence(
-            tuple(job["seed"]), image_size=job["image_size"], fps=job["fps"], tree=job["tree"],
-            knobs=Knobs(**job["knobs"]), frames_range=tuple(job["frames_range"]), rule=KeyframeRule(**job["rule"]),
-            video_id=job["video_id"],
-        )
+        if "scenario" in job:
+            seq = simulate_scenario(
+                tuple(job["seed"]), job["scenario"], fps=job["fps"], image_size=job["image_size"], tree=job["tree"],
+                durations_s=tuple(job["durations_s"]), knobs=Knobs(**job["knobs"]), rule=KeyframeRule(**job["rule"]),
+                video_id=job["video_id"],
+            )
+        else:
+            seq = simulate_sequence(
+                tuple(job["seed"]), image_size=job["image_size"], fps=job["fps"], tree=job["tree"],
+                knobs=Knobs(**job["knobs"]), frames_range=tuple(job["frames_range"]),
+                rule=KeyframeRule(**job["rule"]), video_id=job["video_id"],
+            )
         if dicom and not dcm.exists():
             _write_dicom(seq, dcm)  # before the .npz: a present .npz means the cine is complete
         write_sequence_npz(seq, npz)
@@ -326,13 +376,10 @@ def _check_or_write_info(root: Path, info: dict[str, Any]) -> None:
 
 
 def _write_annotations(root: Path, jobs: list[dict[str, Any]], setting: int) -> Path:
-    from xcalab.data.annotations import VideoAnnotation, write_annotations
+    from xcalab.data.annotations import write_annotations
 
-    videos = []
-    for job in jobs:
-        s = _summary_npz(_paths(root, job)[0])
-        videos.append(VideoAnnotation.from_keyframes(job["video_id"], s["keyframes"], s["fps"], s["n_frames"],
-                                                     subset=job["subset"], setting=setting))
+    videos = [annotation_from_summary(job["video_id"], _summary_npz(_paths(root, job)[0]), job["subset"], setting)
+              for job in jobs]
     return write_annotations(root / "annotations.json", videos)
 
 
@@ -391,11 +438,17 @@ def load_benchmark(out_dir: str | Path) -> SynthBenchmark:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="xcalab simulate", description="Build the XCA-Synth benchmark of a preset (resumable, parallel)."
+        prog="xcalab simulate",
+        description="Build the XCA-Synth benchmark of a preset or a named config (resumable, parallel)."
     )
     parser.add_argument("--preset", choices=PRESETS, default="teach")
+    parser.add_argument("--config", choices=sorted(CONFIGS), default=None,
+                        help="build a named configuration instead of a preset: locate = archive-like cines "
+                             "(360 of 256^2, 3.5-7 s at natural time scale, 7.5/15/30 fps; ok, partial_end, "
+                             "partial_start and no_contrast scenarios with their status; xcalab.config.locate_config)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default=None, help="build folder (default: data/cache/xca-synth-<preset>-seed<N>)")
+    parser.add_argument("--out", default=None,
+                        help="build folder (default: data/cache/xca-synth-<preset or config>-seed<N>)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (the result does not depend on it)")
     parser.add_argument("--dicom", action="store_true", help="also write every cine as DICOM XA")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -408,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.seed < 0 or args.workers < 1:
         print("error: --seed must be >= 0 and --workers >= 1", file=sys.stderr)
         return 2
-    cfg = get_preset(args.preset, seed=args.seed)
+    cfg = CONFIGS[args.config](args.seed) if args.config else get_preset(args.preset, seed=args.seed)
     start = time.perf_counter()
     try:
         root = build_benchmark(cfg, args.out, workers=args.workers, dicom=args.dicom, progress=not args.quiet)

@@ -39,7 +39,8 @@ class ContrastParams:
     """The numbers of one injection and its passage through the tree (times in seconds).
 
     c_agent_mg_ml        iodine concentration of the agent (300-370 mgI/mL; 350 [S65])
-    c_lumen_mg_ml        in the lumen: c_agent * min(1, Q_inj / Q_cor), 150-350 [Sec. 2.1, S25, S30]
+    c_lumen_mg_ml        in the lumen: c_agent * min(1, Q_inj / Q_cor), 150-350 [Sec. 2.1, S25, S30];
+                         0: nothing reaches the artery (a run without contrast, scenarios.py)
     injection_start_s    pre-contrast time (catheter only): U(0.3, 2.5) [Sec. 3.4]
     injection_s          T_inj: 2-4 s (Dodge: 3.6 LCA, 3.0 RCA [S25])
     rise_s, fall_s       logistic time constants of the injection edges, 0.1-0.3 s [Sec. 3.2]
@@ -284,7 +285,10 @@ def simulate_transport(tree, contrast: ContrastParams, times: np.ndarray, phase_
     grid = np.arange(-2.0, float(times[-1]) + 2.0, _DT)
     blush = np.convolve(c_in(grid - t_max), kernel * _DT)[: len(grid)]
     blush = np.interp(times, grid, blush / max(blush.max(), 1e-12))
-    return Transport(times, conc.astype(np.float32), mass, c_in(times), blush, arrival)
+    injection = c_in(times)
+    if contrast.c_lumen_mg_ml <= 0:  # nothing was injected into the artery: no ostium curve, no blush either
+        injection, blush = np.zeros_like(injection), np.zeros_like(blush)
+    return Transport(times, conc.astype(np.float32), mass, injection, blush, arrival)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -9,6 +9,10 @@ The timeline is fitted to the frame budget (Sec. 3.4 "total clipped to 31-379 fr
 ``natural_duration`` seconds to show pre-contrast, filling, plateau, washout and a tail. When the budget is
 shorter, every contrast duration is multiplied by ``time_scale`` < 1 (the heart keeps its real rate); when
 it is longer, the tail grows.
+
+``contrast_draw`` > 0 replaces the seed's injection by an independent redraw from a further child stream
+(``SeedSequence(seed)`` child 6, grandchild k): the truncated-cine scenarios (``scenarios.py``) redraw a
+passage that cannot fit their window without shifting any other draw of the seed.
 """
 
 from __future__ import annotations
@@ -36,6 +40,10 @@ from xcalab.data.synth.motion import MotionParams, calibrate_speed, sample_motio
 
 #: The frame rates of clinical cines (Sec. 7).
 FPS_CHOICES = (7.5, 15.0, 30.0)
+#: ``SeedSequence(seed)`` children: 0-5 are the stages of ``sample_params`` (anatomy, camera, contrast, motion,
+#: imaging, jitter); 6 holds the injection's redraws (grandchild k = redraw k); 7 the window of a scenario cine
+#: (``scenarios.py``, grandchild k = its placement on redraw k). New streams get new numbers.
+CONTRAST_CHILD, REDRAW_CHILD, SCENARIO_CHILD = 2, 6, 7
 
 
 @dataclass(frozen=True)
@@ -166,6 +174,7 @@ def sample_params(
     frames_range: tuple[int, int] = (31, 379),
     knobs: Knobs | None = None,
     rule: KeyframeRule | None = None,
+    contrast_draw: int = 0,
 ) -> SimParams:
     """Draw every parameter of one sequence from ``seed``.
 
@@ -179,6 +188,8 @@ def sample_params(
         frames_range: (min, max) frames when ``n_frames`` is None.
         knobs: difficulty knobs (None: ``Knobs()``, the validated defaults).
         rule: how keyframes are read off the iodine curve (None: ``KeyframeRule()``).
+        contrast_draw: 0 for the seed's own injection; k >= 1 for its k-th independent redraw (every other
+            stage keeps the seed's draws; see ``sample_injection``).
     """
     knobs = knobs or Knobs()
     rule = rule or KeyframeRule()
@@ -192,6 +203,8 @@ def sample_params(
 
     anatomy = sample_anatomy(rng_anatomy, tree, knobs.stenoses)
     camera = sample_camera(rng_camera, tree, image_size)
+    if contrast_draw:
+        rng_contrast = np.random.default_rng(_contrast_seed(seeds, contrast_draw))
     contrast = sample_contrast(rng_contrast, tree, knobs.vessel_contrast, knobs.onset_sharpness, knobs.blush)
 
     natural = contrast.natural_duration() * fps
@@ -225,3 +238,20 @@ def sample_params(
         knobs=knobs,
         jitter_seed=int(rng_jitter.integers(2**31 - 1)),
     )
+
+
+def _contrast_seed(seeds: tuple[int, ...], draw: int) -> np.random.SeedSequence:
+    """The seed stream of injection draw ``draw``: child 2 (the seed's own, = ``spawn(6)[2]``) or grandchild (6, k)."""
+    if isinstance(draw, bool) or not isinstance(draw, (int, np.integer)) or draw < 0:
+        raise ValueError(f"contrast_draw must be an int >= 0, got {draw!r}")
+    key = (CONTRAST_CHILD,) if draw == 0 else (REDRAW_CHILD, int(draw))
+    return np.random.SeedSequence(list(seeds), spawn_key=key)
+
+
+def sample_injection(seed: int | Seq[int], tree: str = "left", knobs: Knobs | None = None,
+                     draw: int = 0) -> ContrastParams:
+    """The injection that ``sample_params(seed, tree=tree, knobs=knobs, contrast_draw=draw)`` draws, before any
+    fit to a frame budget (time_scale 1), without drawing anything else (cheap: to size a run first)."""
+    knobs = knobs or Knobs()
+    rng = np.random.default_rng(_contrast_seed(seed_tuple(seed), draw))
+    return sample_contrast(rng, tree, knobs.vessel_contrast, knobs.onset_sharpness, knobs.blush)

@@ -8,7 +8,8 @@
     frames  = render each frame                 log-domain image, detector, post-processing (imaging.py)
 
 ``simulate_sequence`` does all of it; ``render`` does the last five steps for a given ``SimParams`` (e.g. one
-whose motion a test has replaced).
+whose motion a test has replaced), for the whole run or for a window of its frames (``scenarios.py`` cuts
+truncated cines out of a longer natural run that way).
 """
 
 from __future__ import annotations
@@ -137,6 +138,9 @@ def contrast_passage(params: SimParams, tree: Tree | None = None):
         keyframes_exact  (start, apex, end) from the iodine curve by ``params.rule``
         end_censored     True when the curve never fell to the end threshold (end = N - 1)
         keyframes        the truth, with ``knobs.annotator_jitter`` applied;  phases  int8 [N]
+
+    A run without contrast by construction (``contrast.c_lumen_mg_ml == 0``) has keyframes (0, 0, 0) and every
+    frame pre-contrast; any other run whose in-view iodine mass stays 0 raises RuntimeError (a geometry bug).
     """
     tree = tree if tree is not None else build_tree(params.anatomy)
     m, size = params.motion, params.camera.size
@@ -144,7 +148,10 @@ def contrast_passage(params: SimParams, tree: Tree | None = None):
     weights = math.pi * tree.radius**2 * SAMPLE_SPACING_MM * _in_view(tree, params, fov)
     passage = simulate_transport(tree, params.contrast, params.times, lambda t: cardiac_phase(m, t), weights)
     if passage.iodine_mass_mg.max() <= 0:
-        raise RuntimeError(f"seed {params.seed}: no opacified vessel inside the field of view")
+        if params.contrast.c_lumen_mg_ml > 0:
+            raise RuntimeError(f"seed {params.seed}: no opacified vessel inside the field of view")
+        none = (0, 0, 0)  # no contrast by construction: no keyframes (the curve rules need a positive maximum)
+        return tree, passage, fov, (none, False, none, np.zeros(params.n_frames, dtype=np.int8))
     exact, censored = keyframes_from_curve(passage.iodine_mass_mg, params.rule)
     phases = phases_from_curve(passage.iodine_mass_mg, exact, params.rule)
     rng = np.random.default_rng(params.jitter_seed)
@@ -152,10 +159,20 @@ def contrast_passage(params: SimParams, tree: Tree | None = None):
     return tree, passage, fov, (exact, censored, keyframes, phases)
 
 
-def render(params: SimParams, video_id: str | None = None) -> Sequence:
-    """Render the sequence that ``params`` describe (deterministic). See ``simulate_sequence`` for the output."""
+def render(params: SimParams, video_id: str | None = None, window: tuple[int, int] | None = None) -> Sequence:
+    """Render the sequence that ``params`` describe (deterministic). See ``simulate_sequence`` for the output.
+
+    window: (first, count) renders only frames first .. first + count - 1 of the run, as a recording of just
+        those frames would show them: exposure, display, noise and the recursive filter start at ``first``.
+        The passage, motion and truth are the whole run's, cut to the window: vessel maps and phases are the
+        run's frames, keyframes are shifted and clamped into [0, count - 1], "rwave_frames" and "curves" are
+        cut, "end_censored" says whether the end lies outside, and meta["window"] records
+        {"first_frame", "n_frames", "run_frames"}. None: the whole run (the frames themselves then equal the
+        window's only where noise and filter agree, i.e. for first = 0).
+    """
     cam, ip, m = params.camera, params.imaging, params.motion
     n, size = params.n_frames, cam.size
+    lo, hi = _window_bounds(window, n)
     shape = (size, size)
     times = params.times
     tree = build_tree(params.anatomy)
@@ -166,12 +183,14 @@ def render(params: SimParams, video_id: str | None = None) -> Sequence:
     # --- Motion -------------------------------------------------------------------------------------------
     prof = contraction_profiles(m, times)  # [N, 3]: squeeze, shortening, twist
     s, s_long = prof[:, 0], prof[:, 1]
-    breath = respiration(m, times)  # [N, 3] mm, heart translation
+    breath = respiration(m, times)  # [N, 3] mm, heart translation (over the whole run: a hold drifts over all of it)
     pts0 = tree.points
-    moved = pts0[None] + cardiac_displacement(pts0, prof, m, tree.heart) + breath[:, None, :]
+    # 3-D positions only for the rendered frames (the row of frame i is i - lo); pointwise in time.
+    moved = pts0[None] + cardiac_displacement(pts0, prof[lo:hi], m, tree.heart) + breath[lo:hi, None, :]
     cath_follow = np.clip(1.0 - np.arange(len(tree.catheter)) * SAMPLE_SPACING_MM / CATHETER_FOLLOW_MM, 0.0, 1.0)
-    cath = tree.catheter[None] + cath_follow[None, :, None] * cardiac_displacement(tree.catheter, prof, m, tree.heart)
-    cath = cath + breath[:, None, :]
+    cath = tree.catheter[None] + cath_follow[None, :, None] * cardiac_displacement(tree.catheter, prof[lo:hi], m,
+                                                                                   tree.heart)
+    cath = cath + breath[lo:hi, None, :]
     resp_px = cam.image_axes_mm(breath)[:, ::-1]  # (d_row, d_col)
     pan_px = table_pan(m, times)[:, ::-1] * cam.magnification / cam.pixel_mm  # (d_row, d_col)
 
@@ -190,17 +209,17 @@ def render(params: SimParams, video_id: str | None = None) -> Sequence:
     ref_centre = np.array([row0.mean(), col0.mean()])
 
     def compose(i: int) -> tuple[np.ndarray, np.ndarray]:
-        """Noise-free attenuation A [H, W] and opacity (vessel map) [H, W] of frame i."""
-        col, row, scale = cam.project(moved[i])
+        """Noise-free attenuation A [H, W] and opacity (vessel map) [H, W] of frame i (lo <= i < hi)."""
+        col, row, scale = cam.project(moved[i - lo])
         col, row = col + pan_px[i, 1], row + pan_px[i, 0]
         c = passage.concentration[i]
         live = np.maximum(c[a_idx], c[b_idx]) > fill_threshold
         a, b = a_idx[live], b_idx[live]
         k = mu * c / scale
-        o = np.clip(c / c_lumen, 0.0, 1.0)
+        o = np.clip(c / c_lumen, 0.0, 1.0) if c_lumen > 0 else np.zeros_like(c)  # c_lumen 0: no contrast run
         r_px = tree.radius * scale
         parts = [Tubes(col[a], row[a], col[b], row[b], r_px[a], r_px[b], k[a], k[b], o[a], o[b], seg_group[live])]
-        cc, cr, cs = cam.project(cath[i])
+        cc, cr, cs = cam.project(cath[i - lo])
         cc, cr = cc + pan_px[i, 1], cr + pan_px[i, 0]
         ca, cb = np.arange(len(cc) - 1), np.arange(1, len(cc))
         zero = np.zeros(len(cc))
@@ -223,28 +242,30 @@ def render(params: SimParams, video_id: str | None = None) -> Sequence:
             a_total = a_total + blush_amp * passage.blush[i] * crop_shifted(blush_map, bg.pad, moved_mean, shape)
         return a_total, opacity * fov
 
-    # --- Display LUT from a noise-free first frame ----------------------------------------------------------
-    a0, _ = compose(0)
+    # --- Display LUT from a noise-free first frame (of the recording: the window's) ---------------------------
+    a0, _ = compose(lo)
     a_ref = exposure_reference(a0, fov)
     clean = spatial_postprocess(detect(expected_signal(a0, ip, cam, bg, a_ref), ip, cam, None), ip, cam, fov)
     display = Display.fit(clean, fov, ip)
 
     # --- Frames -----------------------------------------------------------------------------------------------
     rng = np.random.default_rng(ip.noise_seed)
-    frames = np.empty((n, size, size), dtype=np.float32)
-    vessel_maps = np.empty((n, size, size), dtype=np.float32)
+    frames = np.empty((hi - lo, size, size), dtype=np.float32)
+    vessel_maps = np.empty((hi - lo, size, size), dtype=np.float32)
     recursive = None
-    for i in range(n):
+    for i in range(lo, hi):
         a_i, opacity = compose(i)
         y = spatial_postprocess(detect(expected_signal(a_i, ip, cam, bg, a_ref), ip, cam, rng), ip, cam, fov)
         if ip.postprocess:
             recursive = y if recursive is None else ip.recursive_alpha * y + (1.0 - ip.recursive_alpha) * recursive
             y = recursive
-        frames[i] = quantise(display(y) * fov, ip.bits, ip.jpeg_quality)
-        vessel_maps[i] = opacity
+        frames[i - lo] = quantise(display(y) * fov, ip.bits, ip.jpeg_quality)
+        vessel_maps[i - lo] = opacity
 
-    # --- The record --------------------------------------------------------------------------------------------
+    # --- The record (cut to the window; for the whole run every cut below is the identity) -------------------
     vid = video_id or "xcasynth-" + "-".join(str(v) for v in params.seed)
+    cut = slice(lo, hi)
+    exact_cut, keyframes_cut = _clamp_keyframes(exact, lo, hi), _clamp_keyframes(keyframes, lo, hi)
     meta = {
         "source": "xca-synth",
         "format": "xca-synth",
@@ -252,11 +273,11 @@ def render(params: SimParams, video_id: str | None = None) -> Sequence:
         "bits_stored": ip.bits,
         "params": params.to_dict(),
         "keyframe_rule": dataclasses.asdict(params.rule),
-        "keyframes_exact": list(exact),
-        "end_censored": bool(censored),
+        "keyframes_exact": list(exact_cut),
+        "end_censored": bool(censored or exact[2] >= hi),
         "phase_names": list(PHASES),
-        "rwave_frames": rwave_frames(m, n, params.fps),
-        "curves": _curves(passage, vessel_maps, s),
+        "rwave_frames": [f - lo for f in rwave_frames(m, n, params.fps) if lo <= f < hi],
+        "curves": _curves(passage, vessel_maps, s, cut),
         "derived": {
             **{k: round(v, 4) for k, v in tree.stats.items()},
             "peak_vessel_speed_mm_s": round(peak_vessel_speed(tree, params), 2),
@@ -266,18 +287,36 @@ def render(params: SimParams, video_id: str | None = None) -> Sequence:
             "quanta_per_pixel": ip.dqe * ip.photons_per_mm2_ugy * ip.dose_ngy * 1e-3 * cam.pixel_mm**2,
         },
     }
+    if window is not None:
+        meta["window"] = {"first_frame": lo, "n_frames": hi - lo, "run_frames": n}
     return Sequence(frames, params.fps, video_id=vid, meta=meta,
-                    truth=Truth(keyframes=tuple(int(k) for k in keyframes), vessel_maps=vessel_maps, phases=phases))
+                    truth=Truth(keyframes=keyframes_cut, vessel_maps=vessel_maps, phases=phases[cut]))
 
 
-def _curves(passage: Transport, vessel_maps: np.ndarray, s: np.ndarray) -> dict[str, list[float]]:
-    """Per-frame curves for plots and checks (JSON lists)."""
+def _window_bounds(window: tuple[int, int] | None, n: int) -> tuple[int, int]:
+    """(lo, hi): the run's frames lo <= i < hi that ``render`` draws; the whole run for None."""
+    if window is None:
+        return 0, n
+    first, count = (int(v) for v in window)
+    if first < 0 or count < 1 or first + count > n:
+        raise ValueError(f"window (first, count) = {tuple(window)} must lie inside the run's {n} frames")
+    return first, first + count
+
+
+def _clamp_keyframes(keyframes: tuple[int, int, int], lo: int, hi: int) -> tuple[int, int, int]:
+    """Keyframes of the run on the window's frame axis, clamped into it (a start before it -> 0, an end after
+    it -> count - 1); order is kept."""
+    return tuple(int(min(max(k - lo, 0), hi - lo - 1)) for k in keyframes)
+
+
+def _curves(passage: Transport, vessel_maps: np.ndarray, s: np.ndarray, cut: slice) -> dict[str, list[float]]:
+    """Per-frame curves of the rendered frames (``cut`` of the run) for plots and checks (JSON lists)."""
     return {
-        "iodine_mass_mg": [round(float(v), 6) for v in passage.iodine_mass_mg],
+        "iodine_mass_mg": [round(float(v), 6) for v in passage.iodine_mass_mg[cut]],
         "opacified_area_px": [round(float(v), 3) for v in vessel_maps.sum(axis=(1, 2))],
-        "injection": [round(float(v), 5) for v in passage.injection],
-        "blush": [round(float(v), 5) for v in passage.blush],
-        "contraction": [round(float(v), 5) for v in s],
+        "injection": [round(float(v), 5) for v in passage.injection[cut]],
+        "blush": [round(float(v), 5) for v in passage.blush[cut]],
+        "contraction": [round(float(v), 5) for v in s[cut]],
     }
 
 
