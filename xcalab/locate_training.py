@@ -80,14 +80,11 @@ def resampled_annotation(annotation: VideoAnnotation, n_frames: int) -> VideoAnn
     index = resample_index(n_frames, annotation.fps, LOCATE_FPS)
     rate = LOCATE_FPS if annotation.fps > LOCATE_FPS * (1 + 1e-6) else annotation.fps
     n_res = len(index)
-    if annotation.keyframes is None or (annotation.status == "no_contrast"):
-        return VideoAnnotation(annotation.video_id, annotation.subset, rate, n_res / rate, [], None, annotation.setting,
-                               status="no_contrast", keyframes_present=(False, False, False))
+    if annotation.keyframes is None or annotation.status == "no_contrast":
+        return VideoAnnotation.without_contrast(annotation.video_id, rate, n_res, annotation.subset, annotation.setting)
     kf = [min(k * rate / annotation.fps, n_res) for k in annotation.keyframes]
-    record = VideoAnnotation.from_keyframes(annotation.video_id, kf, rate, n_res, annotation.subset, annotation.setting)
-    record.status = annotation.status
-    record.keyframes_present = annotation.keyframes_present
-    return record
+    return VideoAnnotation.from_keyframes(annotation.video_id, kf, rate, n_res, annotation.subset, annotation.setting,
+                                          status=annotation.status, keyframes_present=annotation.keyframes_present)
 
 
 def prepare_locate_features(cfg: Config, workers: int = 2, progress: bool = True) -> tuple[Path, Path, Path]:
