@@ -128,7 +128,7 @@ class LocateResult:
     """One cine's answer: the JSON record, and the arrays its summary figure draws.
 
     record        what ``keyframes.json`` holds
-    sequence      the cine as read (original frames and rate)
+    sequence      the cine as read (original frames and rate); None when ``locate(keep_frames=False)``
     step_times    [T] seconds of each feature step's centre
     scores        [T, 2] per-step class probabilities (filling, disappearing)
     vessel_curve  [T] mean vessel probability per step (what the detector sees)
@@ -356,6 +356,7 @@ def locate(
     device: str = "auto",
     progress: bool = True,
     locator: Locator | None = None,
+    keep_frames: bool = True,
 ) -> LocateBatch:
     """Keyframes of every cine ``inputs`` name; with ``out``, their files (see the module docstring).
 
@@ -367,6 +368,8 @@ def locate(
              file's own rate always wins
     device   "auto" (CUDA when present), "cpu" or "cuda"
     locator  an already loaded ``Locator`` (then weights and device are ignored)
+    keep_frames  keep each cine's frames in its result (for drawing); False frees them once the cine's files
+             are written, so a folder of long 512 x 512 cines needs the memory of one
 
     A cine that fails is reported in ``failures`` and skipped; nothing is written for it.
     """
@@ -395,6 +398,8 @@ def locate(
         seen.add(seq.video_id)
         if out is not None:
             write_outputs(result, out)
+            if not keep_frames:
+                result.sequence = None
         results.append(result)
     if out is not None and len(results) > 1:
         write_csv([r.record for r in results], Path(out) / "keyframes.csv")
@@ -446,7 +451,8 @@ def main(argv: list[str] | None = None) -> int:
     except XcalabInputError as err:
         print(f"xcalab: {err}", file=sys.stderr)
         return 2
-    batch = locate(args.inputs, out=args.out, fps=args.fps, progress=not args.no_progress, locator=locator)
+    batch = locate(args.inputs, out=args.out, fps=args.fps, progress=not args.no_progress, locator=locator,
+                   keep_frames=False)
     for result in batch.results:
         print(_describe(result.record))
         if result.record["end_diastolic_frames"]:

@@ -197,3 +197,57 @@ def test_plateau_runs_from_the_apex_while_the_curve_stays_high():
     assert plateau_frames(curve, t, apex_s=1.5, end_s=None) == (1.5, 3.0)
     # An end at 2.0 s (step 4) closes the window there.
     assert plateau_frames(curve, t, apex_s=1.5, end_s=2.0) == (1.5, 2.0)
+
+
+# --- the shipped locate detector on cines of every status -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from xcalab.locate import DEFAULT_WEIGHTS
+
+    return load_locator(DEFAULT_WEIGHTS, device="cpu")
+
+
+def test_shipped_locate_weights_carry_their_feeding(shipped):
+    assert shipped.rate == 7.5 and shipped.stride == 1
+    cal = shipped.calibration
+    assert cal.n_cines == 60 and 0 < cal.min_pair_score < 1 and cal.start_edge_s >= 0 and cal.end_edge_s >= 0
+
+
+# Held-out seeds (the locate build uses (0, i)): one cine of each scenario per frame rate, 256^2.
+STATUS_CASES = [(scenario, fps) for scenario in ("ok", "partial_end", "partial_start", "no_contrast")
+                for fps in (7.5, 15.0, 30.0)]
+
+
+@pytest.fixture(scope="module")
+def status_results(shipped):
+    from xcalab.data.synth.scenarios import simulate_scenario
+    from xcalab.locate import locate_sequence
+
+    out = {}
+    for i, (scenario, fps) in enumerate(STATUS_CASES):
+        seq = simulate_scenario((91, i), scenario, fps=fps, image_size=256, tree=("left", "right")[i % 2])
+        out[(scenario, fps)] = (seq, locate_sequence(seq, shipped).record)
+    return out
+
+
+def test_statuses_on_synthetic_cines_of_each_kind(status_results):
+    """Every status comes out of the same model on cines that have it; at most one of 12 may miss."""
+    expected = {"ok": "ok", "partial_end": "partial", "partial_start": "partial", "no_contrast": "no_contrast"}
+    right = [record["status"] == expected[scenario] for (scenario, _), (_, record) in status_results.items()]
+    assert sum(right) >= len(right) - 1, [(k, r["status"]) for k, (_, r) in status_results.items()]
+    for scenario in expected:  # and each status at least once where it is true
+        assert any(r["status"] == expected[scenario] for (s, _), (_, r) in status_results.items() if s == scenario)
+
+
+def test_keyframes_are_ordered_inside_the_cine_and_none_without_contrast(status_results):
+    for (_, _), (seq, record) in status_results.items():
+        if record["status"] == "no_contrast":
+            assert record["start"] is record["apex"] is record["end"] is None
+            assert record["segments"] is None and record["end_diastolic_frames"] == []
+            continue
+        frames = [record[n]["frame"] for n in ("start", "apex", "end") if record[n] is not None]
+        assert all(0 <= f < seq.n_frames for f in frames) and frames == sorted(frames)
+        assert record["apex"] is not None
+        assert (record["status"] == "ok") == (record["start"] is not None and record["end"] is not None)

@@ -1,0 +1,44 @@
+"""The shipped locate detector on the real fixtures (needs ../shared/data/real; skipped without it).
+
+Nothing in xcalab was tuned on these files: the detector and its thresholds come from XCA-Synth alone
+(``xcalab train-locate``). The expectations are the fixtures' own descriptions (shared/data/real/README.md):
+the RCA cine fills from about frame 18 and stays opacified (R waves at frames 20, 53, 77), the phantom
+never changes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from xcalab.locate import DEFAULT_WEIGHTS, load_locator, locate
+
+REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real"
+RCA = REAL / "xa_rca_cine_96f_30fps.dcm"
+PHANTOM = REAL / "xa_static_phantom_8f_jpegls.dcm"
+
+pytestmark = pytest.mark.skipif(not RCA.is_file(), reason=f"real cines not found in {REAL} (only in the project's shared folder)")
+
+
+@pytest.fixture(scope="module")
+def results():
+    locator = load_locator(DEFAULT_WEIGHTS, device="cpu")
+    batch = locate([RCA, PHANTOM], locator=locator, progress=False)
+    assert not batch.failures
+    return {r.record["video_id"]: r.record for r in batch}
+
+
+@pytest.mark.xfail(strict=True, reason="issue 11 item 3 is not met yet: the locate detector trained on XCA-Synth alone "
+                   "puts this cine's start at frame 2 and calls it ok (docs/locate.md)")
+def test_rca_is_partial_with_its_start_and_no_end(results):
+    record = results[RCA.stem]
+    assert record["status"] == "partial"
+    assert abs(record["start"]["frame"] - 18) <= 4
+    assert record["end"] is None
+    assert record["ecg"] and record["end_diastolic_frames"]  # R waves inside the opacified plateau
+    assert set(record["end_diastolic_frames"]) <= {20, 53, 77}
+
+
+def test_static_phantom_has_no_contrast(results):
+    assert results[PHANTOM.stem]["status"] == "no_contrast"
