@@ -72,3 +72,29 @@ def example_cine(path: str | Path = "", workdir: str | Path | None = None, seed:
     keyframes = tuple(int(k) for k in seq.truth.keyframes)
     return ExampleCine(target, keyframes, "XCA-Synth right-coronary cine written as DICOM XA "
                        "(../shared is absent); exact keyframes from the simulator")
+
+
+def example_archive(workdir: str | Path | None = None, seed: int = 0, image_size: int = 256,
+                    scenarios: tuple[str, ...] = ("ok", "partial_end", "no_contrast")) -> list[ExampleCine]:
+    """Archive-like XCA-Synth cines, one per scenario, written as DICOM XA into ``workdir``.
+
+    Each is a natural-duration cine at 15 fps (``xcalab.data.synth.scenarios``); ``keyframes`` are its true
+    (start, apex, end) with None for a keyframe the cine does not contain, or None without contrast. Files
+    that exist already are reused (the same seed gives the same bytes).
+    """
+    from xcalab.data.io import write_dicom
+    from xcalab.data.synth.scenarios import STATUS, simulate_scenario
+
+    workdir = Path(workdir) if workdir is not None else REPO_ROOT / "data" / "cache" / "examples"
+    out = []
+    for i, scenario in enumerate(scenarios):
+        video_id = f"xcasynth-{scenario.replace('_', '-')}-seed{seed}"
+        seq = simulate_scenario((seed, 9000 + i), scenario, fps=15.0, image_size=image_size,
+                                tree=("left", "right")[i % 2], video_id=video_id)
+        target = workdir / f"{video_id}.dcm"
+        if not target.is_file():
+            write_dicom(seq, target)
+        truth = None if scenario == "no_contrast" else tuple(seq.meta["keyframes_true"])
+        out.append(ExampleCine(target, truth, f"XCA-Synth {scenario} cine ({STATUS[scenario]}), "
+                               f"{seq.n_frames} frames at 15 fps, written as DICOM XA"))
+    return out
