@@ -37,3 +37,15 @@ def test_real_cine_when_shared_is_present():
         assert example.path.suffix == ".dcm" and "XCA-Synth" in example.description
     else:
         assert example.path == real and example.keyframes == (18, 40, 95)
+
+
+def test_example_archive_one_file_per_scenario_and_size(tmp_path):
+    from xcalab.data.io import read_sequence
+    from xcalab.data.samples import example_archive
+
+    small = example_archive(tmp_path, image_size=32, scenarios=("ok", "no_contrast"))
+    assert [e.path.name for e in small] == ["xcasynth-ok-seed0-32px.dcm", "xcasynth-no-contrast-seed0-32px.dcm"]
+    assert small[1].keyframes is None and len(small[0].keyframes) == 3
+    assert read_sequence(small[0].path).frames.shape[1:] == (32, 32)
+    larger = example_archive(tmp_path, image_size=48, scenarios=("ok",))  # another size: another file
+    assert read_sequence(larger[0].path).frames.shape[1:] == (48, 48)

@@ -80,7 +80,7 @@ def example_archive(workdir: str | Path | None = None, seed: int = 0, image_size
 
     Each is a natural-duration cine at 15 fps (``xcalab.data.synth.scenarios``); ``keyframes`` are its true
     (start, apex, end) with None for a keyframe the cine does not contain, or None without contrast. Files
-    that exist already are reused (the same seed gives the same bytes).
+    that exist already are reused (the same seed and size give the same bytes; the size is in the name).
     """
     from xcalab.data.io import write_dicom
     from xcalab.data.synth.scenarios import STATUS, simulate_scenario
@@ -88,7 +88,7 @@ def example_archive(workdir: str | Path | None = None, seed: int = 0, image_size
     workdir = Path(workdir) if workdir is not None else REPO_ROOT / "data" / "cache" / "examples"
     out = []
     for i, scenario in enumerate(scenarios):
-        video_id = f"xcasynth-{scenario.replace('_', '-')}-seed{seed}"
+        video_id = f"xcasynth-{scenario.replace('_', '-')}-seed{seed}-{image_size}px"  # the size names the file
         seq = simulate_scenario((seed, 9000 + i), scenario, fps=15.0, image_size=image_size,
                                 tree=("left", "right")[i % 2], video_id=video_id)
         target = workdir / f"{video_id}.dcm"
