@@ -104,8 +104,8 @@ def resample_cine(seq: Sequence, rate: float = LOCATE_FPS) -> tuple[Sequence, np
 # --------------------------------------------------------------------------------------------------
 
 
-def _autocast(device: torch.device):
-    """bf16 autocast on CUDA; a no-op on the CPU (float32 there)."""
+def device_autocast(device: torch.device):
+    """bf16 autocast on CUDA; a no-op on the CPU (float32 there). The training engine's forward uses it too."""
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
@@ -130,7 +130,7 @@ def detect_batch(
     device = features.device
     key = zlib.crc32(" ".join(video_ids).encode())
     generator = torch.Generator().manual_seed(derive_seed(seed, EVAL_STREAM, key))
-    with _autocast(device):
+    with device_autocast(device):
         out = model(features, mask, generator=generator)
     predictions = decode_batch(
         [c.float().cpu() for c in out.cls_logits], [o.float().cpu() for o in out.offsets],
@@ -404,6 +404,6 @@ def locate_features(seq: Sequence, extractor, device: str | torch.device = "auto
 
 __all__ = [
     "Calibration", "CalibrationCase", "Decision", "KEYFRAME_NAMES", "LOCATE_FPS", "LOCATE_STRIDE", "OrderedPair",
-    "STATUSES", "calibrate", "decide", "decision_is_right", "detect_batch", "fit_platt", "locate_features",
+    "STATUSES", "calibrate", "decide", "decision_is_right", "detect_batch", "device_autocast", "fit_platt", "locate_features",
     "ordered_pair", "pair_scores", "resample_cine", "resample_index", "step_scores",
 ]

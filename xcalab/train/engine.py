@@ -84,7 +84,7 @@ from xcalab.data.annotations import FeatureGrid, read_annotations
 from xcalab.data.dataset import Batch, FeatureDataset, collate, derive_seed
 from xcalab.data.io import atomic_path
 from xcalab.errors import XcalabInputError
-from xcalab.inference import detect_batch
+from xcalab.inference import detect_batch, device_autocast
 from xcalab.metrics import (
     PAPER_TIOUS,
     PRF,
@@ -516,11 +516,6 @@ def training_loss(
     return loss, {"loss": total, "cls": cls_loss, "reg": reg_loss, "con": con_value, "num_pos": num_pos, "normaliser": norm}
 
 
-def _autocast(device: torch.device):
-    """bf16 autocast on CUDA; a no-op context on the CPU (float32 there)."""
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-
 # --------------------------------------------------------------------------------------------------
 # Prediction and evaluation
 # --------------------------------------------------------------------------------------------------
@@ -912,7 +907,7 @@ def _train(cfg: Config, features_dir: Path, annotations_path: Path, out_dir: Pat
             step = epoch * steps_per_epoch + i
             batch = batch.to(ctx.device)
             generator = torch.Generator().manual_seed(derive_seed(cfg.seed, STEP_STREAM, step, ctx.rank))
-            with _autocast(ctx.device):
+            with device_autocast(ctx.device):
                 out = model(batch.features, batch.mask, batch.segments, batch.labels, contrast=contrast, generator=generator)
             loss, terms = training_loss(out, batch, core.strides, cfg, normaliser, ctx)
             if not math.isfinite(terms["loss"]):  # the same global value on every process: all stop
