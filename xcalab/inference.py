@@ -140,6 +140,16 @@ def detect_batch(
     return predictions, out
 
 
+def detect_features(model: torch.nn.Module, features: np.ndarray, fps: float, duration: float, video_id: str,
+                    grid: FeatureGrid, seed: int = 0) -> tuple[VideoPrediction, Any]:
+    """``detect_batch`` for one cine's features (T, C) float32: (its ``VideoPrediction``, the raw output)."""
+    device = next(model.parameters()).device
+    x = torch.from_numpy(np.ascontiguousarray(features.T))[None].to(device)
+    mask = torch.ones(1, features.shape[0], dtype=torch.bool, device=device)
+    (prediction,), out = detect_batch(model, x, mask, [fps], [duration], [video_id], grid, seed=seed)
+    return prediction, out
+
+
 def step_scores(cls_logits: Seq[Tensor], strides: Seq[int], n_steps: int) -> np.ndarray:
     """Per feature step and class, the highest probability any pyramid point covering it gives: [T, C].
 
@@ -404,6 +414,6 @@ def locate_features(seq: Sequence, extractor, device: str | torch.device = "auto
 
 __all__ = [
     "Calibration", "CalibrationCase", "Decision", "KEYFRAME_NAMES", "LOCATE_FPS", "LOCATE_STRIDE", "OrderedPair",
-    "STATUSES", "calibrate", "decide", "decision_is_right", "detect_batch", "device_autocast", "fit_platt", "locate_features",
+    "STATUSES", "calibrate", "decide", "decision_is_right", "detect_batch", "detect_features", "device_autocast", "fit_platt", "locate_features",
     "ordered_pair", "pair_scores", "resample_cine", "resample_index", "step_scores",
 ]

@@ -40,14 +40,21 @@ import numpy as np
 import torch
 
 from xcalab.data.annotations import FeatureGrid
-from xcalab.data.io import IMAGE_SUFFIXES, Sequence, _has_dicom_marker, atomic_path, read_sequence
+from xcalab.data.io import (
+    IMAGE_SUFFIXES,
+    Sequence,
+    _has_dicom_marker,
+    _holds_dicom_files,
+    atomic_path,
+    read_sequence,
+)
 from xcalab.errors import XcalabInputError
 from xcalab.inference import (
     KEYFRAME_NAMES,
     Calibration,
     Decision,
     decide,
-    detect_batch,
+    detect_features,
     locate_features,
     ordered_pair,
     step_scores,
@@ -175,17 +182,11 @@ def locate_sequence(seq: Sequence, locator: Locator) -> LocateResult:
     """Keyframes of one cine (already read): features -> detector -> ordered decode -> decision."""
     import xcalab
 
-    if locator.rate is not None:
-        features, small, _ = locate_features(seq, locator.extractor, locator.device, rate=locator.rate,
-                                             stride=locator.stride)
-    else:  # weights trained on native rates
-        features, small, _ = locate_features(seq, locator.extractor, locator.device, rate=float("inf"),
-                                             stride=locator.stride)
+    rate = locator.rate if locator.rate is not None else float("inf")  # None: weights trained on native rates
+    features, small, _ = locate_features(seq, locator.extractor, locator.device, rate=rate, stride=locator.stride)
     grid = FeatureGrid(stride=locator.stride, window=locator.cfg.features.window)
-    x = torch.from_numpy(np.ascontiguousarray(features.T))[None].to(locator.device)
-    mask = torch.ones(1, features.shape[0], dtype=torch.bool, device=locator.device)
-    (prediction,), out = detect_batch(locator.model, x, mask, [small.fps], [small.duration], [seq.video_id], grid,
-                                      setting=0, seed=locator.cfg.seed)
+    prediction, out = detect_features(locator.model, features, small.fps, small.duration, seq.video_id, grid,
+                                      seed=locator.cfg.seed)
     cal = locator.calibration
     pair = ordered_pair(prediction, cal.sigma_s)
     decision = decide(pair, small.duration, cal)
@@ -244,9 +245,11 @@ def locate_sequence(seq: Sequence, locator: Locator) -> LocateResult:
 def _is_cine_folder(folder: Path) -> bool:
     """A folder that is one cine: image frames, or single-frame DICOM files (no sub-cines)."""
     files = [f for f in folder.iterdir() if f.is_file() and not f.name.startswith(".")]
-    return any(f.suffix.lower() in IMAGE_SUFFIXES for f in files) or (
-        not any(f.is_dir() for f in folder.iterdir()) and any(_has_dicom_marker(f) for f in files)
-        and not any(f.suffix.lower() == ".npy" for f in files) and _single_frame_dicoms(files))
+    if any(f.suffix.lower() in IMAGE_SUFFIXES for f in files):
+        return True  # a folder of frames
+    # A DICOM series (what ``read_sequence`` reads as one cine), not a folder of multi-frame cines.
+    return (not any(f.is_dir() for f in folder.iterdir()) and not any(f.suffix.lower() == ".npy" for f in files)
+            and _holds_dicom_files(folder) and _single_frame_dicoms(files))
 
 
 def _single_frame_dicoms(files: list[Path]) -> bool:

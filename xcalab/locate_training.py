@@ -119,10 +119,9 @@ def prepare_locate_features(cfg: Config, workers: int = 2, progress: bool = True
 def calibration_cases(locator, annotations: dict[str, VideoAnnotation], features_dir: Path,
                       subset: str = "validation") -> list[CalibrationCase]:
     """Each cine of ``subset`` (features already extracted): its best ordered pair and its truth."""
-    import torch
 
     from xcalab.data.annotations import FeatureGrid
-    from xcalab.inference import detect_batch
+    from xcalab.inference import detect_features
 
     grid = FeatureGrid(stride=locator.stride, window=locator.cfg.features.window)
     cases = []
@@ -130,9 +129,7 @@ def calibration_cases(locator, annotations: dict[str, VideoAnnotation], features
         if a.subset != subset:
             continue
         features = np.load(features_dir / f"{vid}.npy")
-        x = torch.from_numpy(np.ascontiguousarray(features.T))[None].to(locator.device)
-        mask = torch.ones(1, features.shape[0], dtype=torch.bool, device=locator.device)
-        (prediction,), _ = detect_batch(locator.model, x, mask, [a.fps], [a.duration], [vid], grid, seed=locator.cfg.seed)
+        prediction, _ = detect_features(locator.model, features, a.fps, a.duration, vid, grid, seed=locator.cfg.seed)
         status, keyframes = truth_of(a)
         cases.append(CalibrationCase(ordered_pair(prediction, locator.calibration.sigma_s), a.duration, status, keyframes))
     return cases
@@ -218,12 +215,11 @@ def score_on_teach(locator, seed: int = 0, progress: bool = True) -> dict[str, A
     """The locate detector on the teach preset's 29 test cines, the numbers the teach detector ships with:
     average mAP (tIoU 0.3:0.1:0.7, the paper's top-1 protocol) and AD (frames) from the top-1 segments (eq. 14),
     plus AD from the ordered decode. Teach cines are squeezed full passages: outside the locate mix."""
-    import torch
     from tqdm.auto import tqdm
 
     from xcalab.config import get_preset
     from xcalab.data.annotations import FeatureGrid
-    from xcalab.inference import detect_batch
+    from xcalab.inference import detect_features
     from xcalab.metrics import PAPER_TIOUS, Detection, GroundTruth, average_deviation, mean_average_precision
     from xcalab.pipeline import prepare_features
 
@@ -233,9 +229,7 @@ def score_on_teach(locator, seed: int = 0, progress: bool = True) -> dict[str, A
     for vid in tqdm(data.video_ids("test"), desc="teach test (locate detector)", unit="cine", disable=not progress):
         seq, a = data.cine(vid), data.annotations[vid]
         features, small, _ = locate_features(seq, locator.extractor, locator.device)
-        x = torch.from_numpy(np.ascontiguousarray(features.T))[None].to(locator.device)
-        mask = torch.ones(1, features.shape[0], dtype=torch.bool, device=locator.device)
-        (pred,), _ = detect_batch(locator.model, x, mask, [small.fps], [small.duration], [vid], grid, seed=locator.cfg.seed)
+        pred, _ = detect_features(locator.model, features, small.fps, small.duration, vid, grid, seed=locator.cfg.seed)
         detections += [Detection(vid, d.label_id, d.t0, d.t1, d.score) for d in pred.detections()]
         truth += [GroundTruth(vid, act.label_id, *act.segment) for act in a.actions]
         if pred.keyframes is not None and a.keyframes is not None:
