@@ -12,7 +12,7 @@ export JUPYTER_PREFER_ENV_PATH := 1
 export PYTHONHASHSEED := 0
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: setup run test lint unit notebooks nbval lab clean
+.PHONY: setup run test lint unit notebooks nbval browser chromium lab clean
 
 setup: $(STAMP)
 
@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 run: setup
 	$(BIN)/xcalab notebooks --preset teach --out build/notebooks --fig-dir figures
 
-test: setup lint unit notebooks nbval
+test: setup lint unit notebooks nbval browser
 	@echo "make test: all green"
 
 lint: setup
@@ -43,6 +43,14 @@ notebooks: setup
 nbval: setup
 	XCALAB_SMOKE=1 TQDM_DISABLE=1 $(BIN)/pytest -q -p no:python --nbval-lax --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 600 build/executed/
+
+# The explorer notebook in JupyterLab, driven by Playwright with Debian's chromium (never `playwright install`).
+browser: setup chromium
+	XCALAB_SMOKE=1 TQDM_DISABLE=1 $(BIN)/pytest -q tests/browser
+
+# Debian's chromium for the browser test; without apt or root this only warns and the test skips.
+chromium:
+	test -x /usr/bin/chromium || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } || echo "no apt/root: the browser test will skip"
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/

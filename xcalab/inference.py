@@ -121,17 +121,19 @@ def detect_batch(
     setting: int = 0,
     seed: int = 0,
     postprocess: PostprocessConfig | None = None,
+    return_attention: bool = False,
 ) -> tuple[list[VideoPrediction], Any]:
     """Forward a padded batch and decode every cine: (one ``VideoPrediction`` each, the raw output).
 
     features (B, C, T) and mask (B, T) on the model's device. PCon's random patch is drawn from a
     generator seeded by (seed, the batch's video ids), so a prediction does not depend on data-set order.
+    With ``return_attention`` the raw output also holds every attention map and its kind.
     """
     device = features.device
     key = zlib.crc32(" ".join(video_ids).encode())
     generator = torch.Generator().manual_seed(derive_seed(seed, EVAL_STREAM, key))
     with device_autocast(device):
-        out = model(features, mask, generator=generator)
+        out = model(features, mask, generator=generator, return_attention=return_attention)
     predictions = decode_batch(
         [c.float().cpu() for c in out.cls_logits], [o.float().cpu() for o in out.offsets],
         [m.cpu() for m in out.masks], model.strides, list(fps), list(duration), grid,
@@ -141,12 +143,13 @@ def detect_batch(
 
 
 def detect_features(model: torch.nn.Module, features: np.ndarray, fps: float, duration: float, video_id: str,
-                    grid: FeatureGrid, seed: int = 0) -> tuple[VideoPrediction, Any]:
+                    grid: FeatureGrid, seed: int = 0, return_attention: bool = False) -> tuple[VideoPrediction, Any]:
     """``detect_batch`` for one cine's features (T, C) float32: (its ``VideoPrediction``, the raw output)."""
     device = next(model.parameters()).device
     x = torch.from_numpy(np.ascontiguousarray(features.T))[None].to(device)
     mask = torch.ones(1, features.shape[0], dtype=torch.bool, device=device)
-    (prediction,), out = detect_batch(model, x, mask, [fps], [duration], [video_id], grid, seed=seed)
+    (prediction,), out = detect_batch(model, x, mask, [fps], [duration], [video_id], grid, seed=seed,
+                                      return_attention=return_attention)
     return prediction, out
 
 

@@ -125,6 +125,16 @@ def load_locator(weights: str | Path | None = None, device: str = "auto") -> Loc
                    str(inference.get("trained_on", meta.get("command", ""))))
 
 
+def locator_for_model(model: torch.nn.Module, cfg: Any, name: str = "in-memory detector") -> Locator:
+    """A ``Locator`` around a detector already in memory (say a notebook's trained run): the cines' own
+    rate, the model's training stride, default thresholds, the shipped extractor."""
+    from xcalab.features.train import load_extractor
+
+    device = next(model.parameters()).device
+    return Locator(model.eval(), cfg, load_extractor(device=device), None, int(cfg.features.stride),
+                   Calibration(), Path(name), "", device, name)
+
+
 # --------------------------------------------------------------------------------------------------
 # One cine
 # --------------------------------------------------------------------------------------------------
@@ -141,6 +151,9 @@ class LocateResult:
     vessel_curve  [T] mean vessel probability per step (what the detector sees)
     decision      the ``xcalab.inference.Decision``
     activitynet   the kept segments in ActivityNet results format
+    frame_index   [M] the original frame of each analysed (resampled) frame
+    attention     with ``locate_sequence(..., return_attention=True)``: every map the detector captured, for
+                  this cine, as numpy arrays; ``kinds`` beside it (``xcalab.models.detector.MapKind``)
     """
 
     record: dict[str, Any]
@@ -150,6 +163,9 @@ class LocateResult:
     vessel_curve: np.ndarray
     decision: Decision
     activitynet: list[dict[str, Any]] = field(default_factory=list)
+    frame_index: np.ndarray | None = None
+    attention: dict[str, np.ndarray] | None = None
+    kinds: dict[str, Any] | None = None
 
 
 def _frame_of(seconds: float, seq: Sequence) -> int:
@@ -178,15 +194,18 @@ def end_diastolic_frames(seq: Sequence, plateau_s: tuple[float, float] | None, a
     return sorted(inside, key=lambda f: (abs(f - apex_frame), f))
 
 
-def locate_sequence(seq: Sequence, locator: Locator) -> LocateResult:
-    """Keyframes of one cine (already read): features -> detector -> ordered decode -> decision."""
+def locate_sequence(seq: Sequence, locator: Locator, return_attention: bool = False) -> LocateResult:
+    """Keyframes of one cine (already read): features -> detector -> ordered decode -> decision.
+
+    With ``return_attention`` the same forward also captures every attention map (``LocateResult.attention``).
+    """
     import xcalab
 
     rate = locator.rate if locator.rate is not None else float("inf")  # None: weights trained on native rates
-    features, small, _ = locate_features(seq, locator.extractor, locator.device, rate=rate, stride=locator.stride)
+    features, small, index = locate_features(seq, locator.extractor, locator.device, rate=rate, stride=locator.stride)
     grid = FeatureGrid(stride=locator.stride, window=locator.cfg.features.window)
     prediction, out = detect_features(locator.model, features, small.fps, small.duration, seq.video_id, grid,
-                                      seed=locator.cfg.seed)
+                                      seed=locator.cfg.seed, return_attention=return_attention)
     cal = locator.calibration
     pair = ordered_pair(prediction, cal.sigma_s)
     decision = decide(pair, small.duration, cal)
@@ -234,7 +253,11 @@ def locate_sequence(seq: Sequence, locator: Locator) -> LocateResult:
         "weights": {"file": locator.weights.name, "sha256": locator.sha256, "trained_on": locator.trained_on},
         "xcalab_version": xcalab.__version__,
     }
-    return LocateResult(record, seq, step_times, scores, vessel_curve, decision, prediction.to_activitynet())
+    attention = None
+    if return_attention:
+        attention = {name: value.float().cpu().numpy() for name, value in out.attention_of(0).items()}
+    return LocateResult(record, seq, step_times, scores, vessel_curve, decision, prediction.to_activitynet(),
+                        np.asarray(index), attention, dict(out.kinds) if return_attention else None)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -20,3 +20,20 @@ def one_thread_and_a_private_feature_cache(tmp_path_factory):
         mp.setattr(extract, "DEFAULT_CACHE", tmp_path_factory.getbasetemp() / "xcalab-feature-cache")
         yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def teach_locator():
+    """The shipped teach detector as ``xcalab locate`` loads it (CPU)."""
+    from xcalab.locate import load_locator
+    from xcalab.pipeline import shipped_detector_path
+
+    return load_locator(shipped_detector_path("STA-IPCon"), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def small_cine():
+    """A 64^2, 40-frame XCA-Synth cine at 15 fps (with its truth)."""
+    from xcalab.data.synth.simulator import simulate_sequence
+
+    return simulate_sequence((5, 1), image_size=64, fps=15.0, n_frames=40, video_id="synth-small")

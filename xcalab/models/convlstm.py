@@ -50,14 +50,20 @@ class ConvLSTMCell(nn.Module):
 
     def forward(self, x: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
         """x (B, C_in, H, W); state = (h, c), each (B, C_h, H, W) -> (h_t, c_t), each (B, C_h, H, W)."""
+        h, c, _ = self.step(x, state)
+        return h, c
+
+    def step(self, x: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor]]:
+        """``forward`` that also returns the gates it used: (h_t, c_t, (i, f, o) after their sigmoid)."""
         h, c = state
         # channels-last: the CPU convolution kernels for these few-channel maps run ~1.5-2x faster so
         # (the same numbers up to float rounding; the gate convolution's weight is stored channels-last too).
         xh = torch.cat([x, h], dim=1).contiguous(memory_format=torch.channels_last)
         i, f, o, g = self.gates(xh).chunk(4, dim=1)
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        h = torch.sigmoid(o) * torch.tanh(c)
-        return h, c
+        i, f, o = torch.sigmoid(i), torch.sigmoid(f), torch.sigmoid(o)
+        c = f * c + i * torch.tanh(g)
+        h = o * torch.tanh(c)
+        return h, c, (i, f, o)
 
 
 class ConvLSTM(nn.Module):
@@ -87,8 +93,12 @@ class ConvLSTM(nn.Module):
             ConvLSTMCell(c_in, c_h, kernel_size, bias) for c_in, c_h in zip(sizes[:-1], sizes[1:])
         )
 
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        """x (B, T, C_in, H, W), mask (B, T) bool or None -> top-layer hidden maps (B, T, C_h, H, W)."""
+    def forward(self, x: Tensor, mask: Tensor | None = None, gates: dict[str, Tensor] | None = None) -> Tensor:
+        """x (B, T, C_in, H, W), mask (B, T) bool or None -> top-layer hidden maps (B, T, C_h, H, W).
+
+        gates: a dict to fill with the top layer's gates, "input" / "forget" / "output", each
+        (B, T, C_h, H, W) in (0, 1) (0 at masked steps), for looking at what the memory keeps.
+        """
         batch, _, _, height, width = x.shape
         steps = list(x.unbind(dim=1))  # per-step views, taken once: backward stays linear in T
         keep = None if mask is None else [m.view(batch, 1, 1, 1) for m in mask.unbind(dim=1)]
@@ -96,15 +106,20 @@ class ConvLSTM(nn.Module):
         # would keep every state and output zeros. Training crops are padded to max_seq_len, so this
         # saves most of the recurrence on short videos.
         idle = [False] * len(steps) if mask is None else (~mask.any(dim=0)).tolist()
-        for cell in self.cells:
+        for layer, cell in enumerate(self.cells):
             h = x.new_zeros(batch, cell.hidden_channels, height, width)
             c = torch.zeros_like(h)
             outputs = []
+            record = gates is not None and layer == len(self.cells) - 1
+            trace: list[tuple[Tensor, Tensor, Tensor]] = []
             for t, x_t in enumerate(steps):
                 if idle[t]:
                     outputs.append(torch.zeros_like(h))
+                    trace.append((torch.zeros_like(h),) * 3)
                     continue
-                h_new, c_new = cell(x_t, (h, c))
+                h_new, c_new, ifo = cell.step(x_t, (h, c))
+                if record:
+                    trace.append(ifo if keep is None else tuple(g * keep[t] for g in ifo))
                 if keep is None:
                     h, c = h_new, c_new
                     outputs.append(h)
@@ -113,4 +128,7 @@ class ConvLSTM(nn.Module):
                     c = torch.where(keep[t], c_new, c)
                     outputs.append(h_new * keep[t])
             steps = outputs
+            if record:
+                for k, name in enumerate(("input", "forget", "output")):
+                    gates[name] = torch.stack([ifo[k] for ifo in trace], dim=1)
         return torch.stack(steps, dim=1)

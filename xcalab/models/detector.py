@@ -32,6 +32,28 @@ from xcalab.models.long_term import LongTermAttention
 from xcalab.models.short_term import TransformerPyramid
 
 
+class MapKind(NamedTuple):
+    """What a captured map is, so a viewer can draw it without knowing the module that made it.
+
+    kind         "step"   (T, S, S): one map per feature step, drawn over the step's frame
+                 "band"   (heads, T_l, 2w + 1): local attention weights of pyramid level ``level``, row t =
+                          how much step t attends to its neighbours t - w .. t + w
+                 "curve"  (T,): one number per step
+                 "points" (2,): a position (row, column) on the S x S map
+    value_range  the fixed range the values live in -- (0, 1) for sigmoid gates, A and softmax weights,
+                 (-1, 1) for a ConvLSTM hidden map -- or None for an unbounded response (a viewer shows
+                 the range it observed)
+    level        the pyramid level of a "band" (its step is 2**level feature steps), else None
+    """
+
+    kind: str
+    value_range: tuple[float, float] | None
+    level: int | None = None
+
+
+UNIT_RANGE = (0.0, 1.0)
+
+
 class DetectorOutput(NamedTuple):
     """What ``KeyframeDetector`` returns.
 
@@ -41,6 +63,7 @@ class DetectorOutput(NamedTuple):
     contrast     ``ContrastOutput`` with the ICon loss when it was asked for, else None
     attention    with ``return_attention=True``: every attention map by name (see ``KeyframeDetector``),
                  batch-first and padded; ``attention_of(b)`` cuts one video's maps to its length
+    kinds        beside ``attention``: each map's ``MapKind`` (what it is and the range its values live in)
     """
 
     cls_logits: list[Tensor]
@@ -48,6 +71,7 @@ class DetectorOutput(NamedTuple):
     masks: list[Tensor]
     contrast: ContrastOutput | None
     attention: dict[str, Tensor] | None
+    kinds: dict[str, MapKind] | None = None
 
     def attention_of(self, b: int) -> dict[str, Tensor]:
         """Video b's attention maps, un-padded: time axes cut to the video's valid length per level."""
@@ -79,9 +103,13 @@ class KeyframeDetector(nn.Module):
     (B tensors (N_b,)) feed the imagewise contrast. ``generator`` seeds the random draws (ICon samples,
     PCon patch).
 
-    Attention maps (``return_attention=True``), each (B, T, S, S) unless said otherwise:
-      "TA"            the ConvLSTM output TA(X) (modes TA, STA)
-      "A"             the long-term attention map that gates X (modes TA, SA, STA); also under its mode's name
+    Attention maps (``return_attention=True``), each (B, T, S, S) unless said otherwise, with their
+    ``MapKind`` in ``DetectorOutput.kinds``:
+      "X"             the input vessel features, one map per step
+      "TA"            the ConvLSTM output TA(X) in (-1, 1) (modes TA, STA)
+      "TA.input_gate", "TA.forget_gate", "TA.output_gate"   the top ConvLSTM layer's gates in (0, 1)
+      "A"             the long-term attention map that gates X (modes TA, SA, STA); also under "SA" or "STA"
+      "gated"         X * (1 + A), what the rest of the detector reads (eq. 6)
       "foreground"    (X + TA) * A, "background" (X + TA) * (1 - A)   (modes SA, STA: what ICon contrasts)
       "patchwise"     the PCon response, "patch_centre" (B, 2) its patch (when patchwise)
       "transformer/level{l}.block{j}"  (B, heads, T_l, 2w + 1) local attention weights
@@ -123,7 +151,8 @@ class KeyframeDetector(nn.Module):
         generator: torch.Generator | None = None,
     ) -> DetectorOutput:
         attention: dict[str, Tensor] = {}
-        long_term = self.long_term(features, mask)
+        kinds: dict[str, MapKind] = {}
+        long_term = self.long_term(features, mask, return_gates=return_attention)
 
         contrast_out = None
         if contrast and self.imagewise is not None:
@@ -141,19 +170,32 @@ class KeyframeDetector(nn.Module):
         offsets = self.reg_head(pyramid.features, pyramid.masks)
 
         if return_attention:
-            maps = self._as_maps
+            def add(name: str, value: Tensor, kind: MapKind) -> None:
+                attention[name], kinds[name] = value, kind
+
+            maps, step = self._as_maps, MapKind("step", UNIT_RANGE)
+            add("X", maps(features), MapKind("step", None))
             if long_term.temporal is not None:
-                attention["TA"] = maps(long_term.temporal)
+                add("TA", maps(long_term.temporal), MapKind("step", (-1.0, 1.0)))
+                for gate, value in (long_term.gates or {}).items():
+                    add(f"TA.{gate}_gate", maps(value), step)
             if long_term.attention is not None:
-                attention["A"] = attention[self.cfg.long_term] = maps(long_term.attention)
+                add("A", maps(long_term.attention), step)
+                if self.cfg.long_term not in attention:  # "SA" / "STA" name A; in mode TA, "TA" stays TA(X)
+                    add(self.cfg.long_term, attention["A"], step)
+                add("gated", maps(long_term.features), MapKind("step", None))
                 if self.cfg.long_term in ("SA", "STA"):
                     fg, bg = foreground_background(long_term.residual, long_term.attention)
-                    attention["foreground"], attention["background"] = maps(fg), maps(bg)
+                    add("foreground", maps(fg), MapKind("step", None))
+                    add("background", maps(bg), MapKind("step", None))
             if self.patchwise is not None:
-                attention["patchwise"], attention["patch_centre"] = maps(patch.features), patch.centre
+                add("patchwise", maps(patch.features), MapKind("step", None))
+                add("patch_centre", patch.centre, MapKind("points", (0.0, float(self.map_size - 1))))
             for name, weights in (pyramid.attention or {}).items():
-                attention[f"transformer/{name}"] = weights.detach()  # for looking at, like the maps
-        return DetectorOutput(cls_logits, offsets, pyramid.masks, contrast_out, attention if return_attention else None)
+                level = int(name.split("level")[1].split(".")[0])
+                add(f"transformer/{name}", weights.detach(), MapKind("band", UNIT_RANGE, level))
+        return DetectorOutput(cls_logits, offsets, pyramid.masks, contrast_out,
+                              attention if return_attention else None, kinds if return_attention else None)
 
     def _as_maps(self, x: Tensor) -> Tensor:
         """(B, S*S, T) -> (B, T, S, S), detached: attention maps are for looking at."""

@@ -69,12 +69,15 @@ class LongTermOutput(NamedTuple):
     attention  A in (0, 1), 0 at padded steps unless ``bn_over_padding``; None in mode "none"
     temporal   TA(X), the raw top ConvLSTM hidden maps in (-1, 1); None without TA
     residual   Y = X + TA(X) (Y = X without TA): the maps the imagewise contrast splits, eq. 9
+    gates      with ``return_gates``: the top ConvLSTM layer's "input", "forget" and "output" gates in
+               (0, 1); None otherwise or without TA
     """
 
     features: Tensor
     attention: Tensor | None
     temporal: Tensor | None
     residual: Tensor
+    gates: dict[str, Tensor] | None = None
 
 
 class LongTermAttention(nn.Module):
@@ -113,7 +116,7 @@ class LongTermAttention(nn.Module):
         self.temporal = ConvLSTM(1, hidden_channels, kernel_size) if mode in ("TA", "STA") else None
         self.spatial = SpatialAttention(sa_channels) if mode in ("SA", "STA") else None
 
-    def forward(self, x: Tensor, mask: Tensor | None = None) -> LongTermOutput:
+    def forward(self, x: Tensor, mask: Tensor | None = None, return_gates: bool = False) -> LongTermOutput:
         """x (B, map_size**2, T) features, mask (B, T) bool (True = valid) or None -> ``LongTermOutput``."""
         batch, dim, steps = x.shape
         if dim != self.map_size**2:
@@ -127,7 +130,8 @@ class LongTermAttention(nn.Module):
         # The reference runs padded steps like real ones; by default they are skipped.
         step_mask = None if self.bn_over_padding else mask
 
-        ta = self.temporal(maps, step_mask) if self.temporal is not None else None
+        gates: dict[str, Tensor] | None = {} if return_gates and self.temporal is not None else None
+        ta = self.temporal(maps, step_mask, gates) if self.temporal is not None else None
         if self.mode == "TA":
             attention = torch.sigmoid(ta)
             if step_mask is not None:
@@ -139,7 +143,9 @@ class LongTermAttention(nn.Module):
         temporal = None if ta is None else self._to_features(ta)
         residual = x if temporal is None else x + temporal
         # Eq. 6 as a residual gate on the raw input: X + X * A.
-        return LongTermOutput(x * (1 + attention), attention, temporal, residual)
+        if gates is not None:
+            gates = {name: self._to_features(g) for name, g in gates.items()}
+        return LongTermOutput(x * (1 + attention), attention, temporal, residual, gates)
 
     def _spatial(self, maps: Tensor, step_mask: Tensor | None) -> Tensor:
         """SA on (B, T, 1, S, S) maps; with a mask only valid maps are scored (and set BN's statistics)."""

@@ -13,7 +13,6 @@ A toy ConvLSTM a student can follow by hand, then the trained module's maps on a
     plot_attention_modes(maps_by_mode, steps)     the attention A of several modes at a few steps
     region_means(maps, region)                    per-step mean inside the vessel region and in the background
     plot_attention_over_time(maps, region, kf)    those means over the whole cine, keyframes marked
-    LongTermExplorer(frames, maps)                a step slider that redraws the frame and every map of that step
 
 Plotting functions take arrays (numpy or torch), return a Figure and never call ``plt.show()``; bad shapes
 raise ValueError. Maps are (T, S, S): one S x S map per feature step (S = 64 for the detector).
@@ -23,19 +22,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
-from PIL import Image as PILImage
 
 from xcalab.data.annotations import FeatureGrid, check_keyframes
 from xcalab.models.convlstm import ConvLSTMCell
 from xcalab.models.long_term import LongTermAttention
-from xcalab.viz.explorer import frames_to_png
 from xcalab.viz.sequences import KEYFRAME_COLORS
 
 #: What the rows of a gate trace are, in drawing order, and how each is drawn (label, colour map, scale).
@@ -432,91 +428,8 @@ def _mark_grid_keyframes(ax: Axes, keyframe_steps: Mapping[str, float] | None) -
         ax.axvline(step, color=KEYFRAME_COLORS.get(name, "k"), ls="--", lw=1.2, label=f"true {name}")
 
 
-# --------------------------------------------------------------------------------------------------
-# The explorer
-# --------------------------------------------------------------------------------------------------
-
-
-def _to_height(image: np.ndarray, height: int, smooth: bool) -> np.ndarray:
-    """A [0, 1] image resized to ``height`` rows (aspect kept): nearest for maps, bilinear for frames."""
-    h, w = image.shape
-    width = max(1, int(round(w * height / h)))
-    pil = PILImage.fromarray(np.clip(image, 0, 1).astype(np.float32), mode="F")
-    resample = PILImage.BILINEAR if smooth else PILImage.NEAREST
-    return np.asarray(pil.resize((width, height), resample), dtype=np.float32)
-
-
-class LongTermExplorer:
-    """A step slider over one cine: the step's frame, then each map of that step, side by side.
-
-        explorer = LongTermExplorer(frames, {"X": X, "TA(X)": TA, "A": A, "X ⊙ (1 + A)": gated},
-                                    keyframe_steps=phase_steps(keyframes, T), region=vessel_region)
-        explorer            # in a notebook cell
-
-    frames          (T, H, W) in [0, 1], one per step (None: maps only)
-    maps            name -> (T, S, S); each is scaled to [0, 1] by its own min and max over *all* steps, so a
-                    map that brightens over time looks brighter
-    keyframe_steps  name -> step of named steps (e.g. ``phase_steps``): the readout names the phase
-    region          bool (T, S, S) or (S, S) vessel region: the readout gives each map's mean inside and outside
-    height          pixel height of the drawn row
-    stride          frames between feature steps (the readout names the step's first frame)
-    The state lives on the explorer; the picture is ``image.value`` (PNG bytes), the readout ``label.value``.
-    """
-
-    def __init__(self, frames, maps: Mapping[str, np.ndarray], keyframe_steps: Mapping[str, int] | None = None,
-                 region=None, height: int = 160, stride: int = 4):
-        if not maps:
-            raise ValueError("give at least one map")
-        self.maps = {name: _maps(a, f"map {name!r}") for name, a in maps.items()}
-        lengths = {len(a) for a in self.maps.values()}
-        self.frames = None if frames is None else _maps(frames, "frames")
-        if self.frames is not None:
-            lengths.add(len(self.frames))
-        if len(lengths) != 1:
-            raise ValueError(f"frames and maps must have one length T (steps), got {sorted(lengths)}")
-        self.n_steps = lengths.pop()
-        self.height, self.stride = int(height), int(stride)
-        self.scales = {name: (float(a.min()), float(a.max())) for name, a in self.maps.items()}
-        self.named_steps = {int(s): name for name, s in (keyframe_steps or {}).items()}
-        self.means = None if region is None else {name: region_means(a, region) for name, a in self.maps.items()}
-        start = next((s for s, name in self.named_steps.items() if name == "apex"), 0)
-        self.step = widgets.IntSlider(value=start, min=0, max=self.n_steps - 1, description="step",
-                                      continuous_update=False)
-        self.image = widgets.Image(format="png")
-        self.label = widgets.HTML()
-        self.step.observe(self._update, names="value")
-        self.widget = widgets.VBox([self.step, self.image, self.label])
-        self._update()
-
-    def panels(self, step: int) -> list[np.ndarray]:
-        """The images drawn for ``step``, each in [0, 1] at the display height: frame (if any), then the maps."""
-        out = [] if self.frames is None else [_to_height(self.frames[step], self.height, smooth=True)]
-        for name, data in self.maps.items():
-            lo, hi = self.scales[name]
-            out.append(_to_height((data[step] - lo) / max(hi - lo, 1e-12), self.height, smooth=False))
-        return out
-
-    def _update(self, change=None) -> None:
-        k = int(self.step.value)
-        self.image.value = frames_to_png(*self.panels(k))
-        names = ("frame · " if self.frames is not None else "") + " · ".join(self.maps)
-        text = f"<b>step {k}</b> (from frame {self.stride * k})"
-        if k in self.named_steps:
-            text += f" · <b>{self.named_steps[k]}</b>"
-        text += f" · left to right: {names}"
-        if self.means is not None:
-            text += "<br>mean in vessel region / background: " + ", ".join(
-                f"{name} {inside[k]:.3g} / {outside[k]:.3g}" for name, (inside, outside) in self.means.items())
-        self.label.value = text
-
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        display(self.widget)
-
-
 __all__ = [
-    "LongTermExplorer", "MODE_FORMULAS", "PHASES", "TRACE_ROWS", "attention_by_mode", "convlstm_gate_trace",
+    "MODE_FORMULAS", "PHASES", "TRACE_ROWS", "attention_by_mode", "convlstm_gate_trace",
     "hand_set_convlstm_cell", "keyframe_grid", "phase_steps", "plot_attention_modes", "plot_attention_over_time",
     "plot_convlstm_gates", "plot_long_term_maps", "region_means", "toy_blob_sequence",
 ]
