@@ -53,6 +53,7 @@ from xcalab.inference import (
     KEYFRAME_NAMES,
     Calibration,
     Decision,
+    VesselEvidence,
     decide,
     detect_features,
     locate_features,
@@ -208,10 +209,11 @@ def locate_sequence(seq: Sequence, locator: Locator, return_attention: bool = Fa
                                       seed=locator.cfg.seed, return_attention=return_attention)
     cal = locator.calibration
     pair = ordered_pair(prediction, cal.sigma_s)
-    decision = decide(pair, small.duration, cal)
-    step_times = np.asarray(grid.grid_to_seconds(np.arange(features.shape[0], dtype=np.float64), small.fps))
-    scores = step_scores([c.cpu() for c in out.cls_logits], locator.model.strides, features.shape[0])
     vessel_curve = features.mean(axis=1)
+    step_times = np.asarray(grid.grid_to_seconds(np.arange(features.shape[0], dtype=np.float64), small.fps))
+    evidence = VesselEvidence.of(vessel_curve, step_times)
+    decision = decide(pair, small.duration, cal, evidence)
+    scores = step_scores([c.cpu() for c in out.cls_logits], locator.model.strides, features.shape[0])
 
     scores_of = (None if pair is None else pair.filling_score, None if pair is None else pair.score,
                  None if pair is None else pair.disappearing_score)
@@ -248,7 +250,8 @@ def locate_sequence(seq: Sequence, locator: Locator, return_attention: bool = Fa
         "settings": {
             "analysed_fps": small.fps, "analysed_frames": small.n_frames, "feature_stride": locator.stride,
             "feature_window": grid.window, "feature_steps": int(features.shape[0]), "setting": 0,
-            "decode": "ordered pair", "calibration": cal.to_dict(), "device": str(locator.device),
+            "decode": "ordered pair", "calibration": cal.to_dict(), "vessel_evidence": evidence.to_dict(),
+            "device": str(locator.device),
         },
         "weights": {"file": locator.weights.name, "sha256": locator.sha256, "trained_on": locator.trained_on},
         "xcalab_version": xcalab.__version__,

@@ -42,6 +42,7 @@ from xcalab.inference import (
     LOCATE_STRIDE,
     STATUSES,
     CalibrationCase,
+    VesselEvidence,
     calibrate,
     locate_features,
     ordered_pair,
@@ -131,7 +132,10 @@ def calibration_cases(locator, annotations: dict[str, VideoAnnotation], features
         features = np.load(features_dir / f"{vid}.npy")
         prediction, _ = detect_features(locator.model, features, a.fps, a.duration, vid, grid, seed=locator.cfg.seed)
         status, keyframes = truth_of(a)
-        cases.append(CalibrationCase(ordered_pair(prediction, locator.calibration.sigma_s), a.duration, status, keyframes))
+        times = np.asarray(grid.grid_to_seconds(np.arange(features.shape[0], dtype=np.float64), a.fps))
+        evidence = VesselEvidence.of(features.mean(axis=1), times)
+        cases.append(CalibrationCase(ordered_pair(prediction, locator.calibration.sigma_s), a.duration, status,
+                                     keyframes, evidence))
     return cases
 
 

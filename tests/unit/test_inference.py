@@ -14,10 +14,12 @@ from xcalab.inference import (
     Calibration,
     CalibrationCase,
     OrderedPair,
+    VesselEvidence,
     calibrate,
     decide,
     decision_is_right,
     fit_platt,
+    fuse_keyframes,
     locate_features,
     ordered_pair,
     pair_scores,
@@ -202,3 +204,102 @@ def test_decision_is_right_counts_invented_keyframes_as_wrong():
     assert not decision_is_right(d, "ok", (1.0, 2.0, None), 0.3)  # the true end is not in the cine
     assert not decision_is_right(d, "ok", (1.0, 2.5, 4.0), 0.3)  # apex 0.5 s off
     assert decision_is_right(d, "ok", (1.1, 2.2, 3.8), 0.3)
+
+
+# --- what the vessel curve says -------------------------------------------------------------------
+
+#: A passage on 11 steps 0.5 s apart: baseline 1, up to 11 at step 4 (t = 2 s), down to 1 at step 9.
+PASSAGE = np.array([1, 1, 3, 7, 11, 11, 9, 6, 3, 1, 1], dtype=float)
+TIMES = np.arange(11) * 0.5
+
+
+def test_vessel_evidence_by_hand():
+    ev = VesselEvidence.of(PASSAGE, TIMES)
+    assert (ev.first, ev.last, ev.rise) == (0.0, 0.0, pytest.approx(10 / 11))
+    # o = (c - 1) / 10: 0, 0, .2, .6, 1, 1, .8, .5, .2, 0, 0
+    assert ev.rise_time(0.1) == pytest.approx(0.5 + 0.5 * 0.5)  # halfway from step 1 (0) to step 2 (0.2)
+    assert ev.rise_time(0.4) == pytest.approx(1.0 + 0.5 * 0.5)  # halfway from .2 to .6
+    assert ev.peak_time(0.9) == pytest.approx(2.0)
+    assert ev.fall_time(0.5) == pytest.approx(3.5)  # exactly at step 7
+    assert ev.fall_time(0.1) == pytest.approx(4.0 + 0.5 * 0.5)  # halfway from .2 (step 8) to 0 (step 9)
+    assert ev.crossing("start", 0.1) == ev.rise_time(0.1) and ev.to_dict() == {"first": 0.0, "last": 0.0,
+                                                                                "rise": round(10 / 11, 4)}
+    still = VesselEvidence.of(PASSAGE[:6], TIMES[:6])  # the recording stops on the plateau
+    assert still.last == 1.0 and still.fall_time(0.1) is None
+    flat = VesselEvidence.of(np.full(5, 0.03))
+    assert (flat.first, flat.last, flat.rise) == (0.0, 0.0, 0.0) and flat.rise_time(0.1) is None
+    # scale-free: a brighter archive (x 4 + 2) reads the same
+    bright = VesselEvidence.of(PASSAGE * 4 + 2, TIMES)
+    assert (bright.first, bright.last) == (ev.first, ev.last) and bright.rise_time(0.4) == ev.rise_time(0.4)
+    with pytest.raises(ValueError, match="one time per step"):
+        VesselEvidence.of(PASSAGE, TIMES[:5])
+    with pytest.raises(ValueError, match="finite"):
+        VesselEvidence.of(np.array([1.0, np.nan]))
+
+
+def test_decide_reads_the_vessel_curve():
+    cal = Calibration(min_pair_score=0.1, start_edge_s=0.2, end_edge_s=0.2, min_rise=0.5, first_level=0.4,
+                      last_level=0.4)
+    pair = _pair(1.0, 2.0, 4.0, 0.8)  # the pair alone says ok
+    assert decide(pair, 5.0, cal, VesselEvidence.of(PASSAGE, TIMES)).status == "ok"
+    assert decide(pair, 5.0, cal).status == "ok"  # no evidence: the pair alone
+    static = VesselEvidence.of(np.array([1.0, 1.1, 1.0, 1.05]))  # rises by 9 % of its peak
+    assert decide(pair, 5.0, cal, static).status == "no_contrast"
+    still = decide(pair, 5.0, cal, VesselEvidence.of(PASSAGE[:6], TIMES[:6]))  # last step at the peak
+    assert still.status == "partial" and still.keyframes == (1.0, 2.0, None)
+    late = decide(pair, 5.0, cal, VesselEvidence.of(PASSAGE[3:], TIMES[3:]))  # first step at .6 of the range
+    assert late.status == "partial" and late.keyframes == (None, 2.0, 4.0)
+
+
+def test_fused_keyframes_by_hand():
+    ev = VesselEvidence.of(PASSAGE, TIMES)  # crossings: start(0.1) 0.75 s, apex(0.9) 2.0 s, end(0.1) 4.25 s
+    fuse = {"start": (0.1, 0.5), "end": (0.1, 1.0)}
+    assert fuse_keyframes((1.25, 2.5, 4.0), ev, fuse) == pytest.approx((1.0, 2.5, 4.25))
+    cal = Calibration(min_pair_score=0.1, start_edge_s=0.2, end_edge_s=0.2, fuse=fuse)
+    assert decide(_pair(1.25, 2.5, 4.0, 0.8), 5.0, cal, ev).keyframes == pytest.approx((1.0, 2.5, 4.25))
+    # no fall after the peak: the end stays the pair's; unequal weights are kept in order
+    still = VesselEvidence.of(PASSAGE[:6], TIMES[:6])
+    assert fuse_keyframes((1.25, 2.5, 4.0), still, fuse)[2] == 4.0
+    assert fuse_keyframes((0.5, 0.6, 0.7), ev, {"apex": (0.9, 1.0)}) == pytest.approx((0.5, 2.0, 2.0))
+
+
+def test_calibrate_fits_the_curve_thresholds_and_the_fusion():
+    """Cases whose curves tell statuses apart and whose pairs start 0.5 s late: calibrate learns both."""
+    cases = []
+    for i in range(6):
+        shift = 0.5 * i
+        times = TIMES + shift
+        ev = VesselEvidence.of(PASSAGE, times)
+        true_start = ev.rise_time(0.1)
+        cases.append(CalibrationCase(_pair(true_start + 0.5, 2.0 + shift, 4.5 + shift, 0.7), 6.0 + shift, "ok",
+                                     (true_start, 2.0 + shift, 4.5 + shift), ev))
+    for i in range(3):  # recordings that stop on the plateau: the pair still puts an end 1 s before the last frame
+        ev = VesselEvidence.of(PASSAGE[:6], TIMES[:6])
+        cases.append(CalibrationCase(_pair(0.75 + 0.5, 2.0, 1.5 + 0.1 * i, 0.7), 2.5, "partial", (0.75, 2.0, None), ev))
+    for i in range(3):  # static cines the pair would call contrast
+        ev = VesselEvidence.of(np.array([1.0, 1.05, 1.0, 1.02, 1.0]) + 0.01 * i)
+        cases.append(CalibrationCase(_pair(1.0, 2.0, 3.0, 0.7), 5.0, "no_contrast", (None, None, None), ev))
+    cal = calibrate(cases)
+    assert 0.05 < cal.min_rise <= 0.9 and cal.last_level is not None and cal.last_level <= 1.0
+    assert cal.fuse["start"] == (0.1, 1.0)  # the curve's crossing at 0.1 is exactly the truth
+    for case in cases:
+        d = decide(case.pair, case.duration, cal, case.evidence)
+        assert d.status == case.status
+    assert Calibration.from_dict(cal.to_dict()) == cal
+
+
+def test_rise_over_a_baseline_and_the_fitted_min_rise_holds_over_real_baselines():
+    from xcalab.inference import RISE_BASELINES
+
+    ev = VesselEvidence.of(PASSAGE * 0.004, TIMES)  # XCA-Synth-like levels: 0.004 .. 0.044
+    assert ev.rise_over(0.0) == pytest.approx(ev.rise)
+    assert ev.rise_over(0.044) == pytest.approx(0.04 / 0.088)  # a static structure as bright as the peak halves it
+    lifted = VesselEvidence.of(PASSAGE * 0.004 + 0.044, TIMES)
+    assert (lifted.first, lifted.last) == (ev.first, ev.last)  # the min..max scale ignores the baseline
+    # Contrast cines rise by 0.04 over 0.004; static cines wobble by 0.001. The fitted threshold must keep
+    # every contrast cine above it even when lifted by the largest real baseline.
+    cases = [CalibrationCase(_pair(1.0, 2.0, 4.0, 0.7), 5.0, "ok", (1.0, 2.0, 4.0), ev) for _ in range(4)]
+    static = VesselEvidence.of(np.array([0.004, 0.005, 0.004, 0.0045]))
+    cases += [CalibrationCase(_pair(1.0, 2.0, 4.0, 0.7), 5.0, "no_contrast", (None, None, None), static)] * 4
+    cal = calibrate(cases)
+    assert static.rise < cal.min_rise <= min(ev.rise_over(b) for b in RISE_BASELINES)
