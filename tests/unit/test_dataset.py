@@ -160,3 +160,32 @@ def test_feature_gain_scales_training_items_only_and_is_seeded(tmp_path):
     assert float(ranged[0].features[0, 0]) / 0.3 == pytest.approx(gains[2])  # a function of (seed, epoch, item)
     inference = FeatureDataset(folder, ann, feature_dim=16, gain_range=(2.0, 2.0))
     assert torch.allclose(inference[0].features, torch.full((16, 20), 0.3))  # never at inference
+
+
+def test_feature_clutter_adds_one_static_map_with_the_drawn_level(tmp_path):
+    folder = tmp_path
+    donor = np.zeros((6, 16), np.float32)
+    donor[:, :4] = np.arange(1, 7, dtype=np.float32)[:, None] / 10  # step k: 4 pixels at (k + 1) / 10
+    np.save(folder / "d.npy", donor)
+    np.save(folder / "e.npy", np.zeros((20, 16), np.float32))
+    ann = write_annotations(folder / "a.json", [VideoAnnotation("d", "train", FPS, 24 / FPS, []),
+                                                VideoAnnotation("e", "train", FPS, 80 / FPS, [])])
+    fixed = FeatureDataset(folder, ann, feature_dim=16, training=True, max_seq_len=32, crop_ratio=None,
+                           clutter_range=(0.05, 0.05))
+    item = fixed[1].features  # the empty video: all it holds is the clutter
+    assert torch.allclose(item, item[:, :1].expand_as(item))  # the same map at every step
+    assert float(item.mean()) == pytest.approx(0.05) and int((item[:, 0] > 0).sum()) == 4  # the donor's shape
+    ranged = FeatureDataset(folder, ann, feature_dim=16, training=True, crop_ratio=None, clutter_range=(0.0, 0.04))
+    levels = []
+    for epoch in range(8):
+        ranged.set_epoch(epoch)
+        levels.append(float(ranged[1].features.mean()))
+    # the donor is any training video: an empty one (here "e" itself) lends no clutter
+    assert all(0.0 <= v <= 0.04 for v in levels) and len({v for v in levels if v > 0}) >= 3
+    ranged.set_epoch(2)
+    assert float(ranged[1].features.mean()) == pytest.approx(levels[2])  # a function of (seed, epoch, item)
+    inference = FeatureDataset(folder, ann, feature_dim=16, clutter_range=(0.05, 0.05))
+    assert float(inference[1].features.abs().max()) == 0.0  # never at inference
+    with pytest.raises(ValueError, match="feature_clutter"):
+        from xcalab.config import TrainConfig
+        TrainConfig(feature_clutter=(0.1, 0.05))

@@ -233,10 +233,12 @@ def status_results(shipped):
 
 
 def test_statuses_on_synthetic_cines_of_each_kind(status_results):
-    """Every status comes out of the same model on cines that have it; at most one of 12 may miss."""
+    """Every status comes out of the same model on cines that have it. The shipped weights get 89 % of the
+    120 locate test statuses right (figures/locate/locate-test-seed0.md), no-contrast cines least often
+    (18 of 24): at most two of these 12 held-out cines may miss."""
     expected = {"ok": "ok", "partial_end": "partial", "partial_start": "partial", "no_contrast": "no_contrast"}
     right = [record["status"] == expected[scenario] for (scenario, _), (_, record) in status_results.items()]
-    assert sum(right) >= len(right) - 1, [(k, r["status"]) for k, (_, r) in status_results.items()]
+    assert sum(right) >= len(right) - 2, [(k, r["status"]) for k, (_, r) in status_results.items()]
     for scenario in expected:  # and each status at least once where it is true
         assert any(r["status"] == expected[scenario] for (s, _), (_, r) in status_results.items() if s == scenario)
 

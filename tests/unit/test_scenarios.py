@@ -298,7 +298,8 @@ def test_locate_config_is_a_named_config_not_a_preset():
     assert cfg.name == "locate" and cfg.seed == 2 and "locate" not in PRESETS and CONFIGS["locate"] is locate_config
     assert (cfg.model, cfg.features) == (teach.model, teach.features)
     # The teach training, plus the feature gain that randomises for real cines' denser trees.
-    assert cfg.train.feature_gain == (0.7, 2.5) and dataclasses.replace(cfg.train, feature_gain=None) == teach.train
+    assert cfg.train.feature_gain == (0.7, 2.5) and cfg.train.feature_clutter == (0.0, 0.05)
+    assert dataclasses.replace(cfg.train, feature_gain=None, feature_clutter=None) == teach.train
     assert default_out_dir(cfg).name == "xca-synth-locate-seed2"
     assert cfg.synth.durations_s == (3.5, 7.0) and cfg.synth.frames == (26, 210)
 

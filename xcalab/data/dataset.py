@@ -123,6 +123,11 @@ class FeatureDataset(Dataset):
     gain_range     in training, multiply each item's features by a gain drawn uniformly from this range
                    (then clip to [0, 1]): real trees are denser and wider than synthetic ones, so the same
                    opacification covers more of each 64 x 64 map; None (default) leaves features as they are
+    clutter_range  in training, add to every step of an item one static map with a per-step mean drawn
+                   uniformly from this range (then clip to [0, 1]): another training video's vessel map at a
+                   random step, rescaled. Real cines hold static vessel-like structure (catheter, wires, bone
+                   edges) that lifts their features' mean to 0.007-0.05 before any contrast; the detector
+                   must learn that structure which does not change is not contrast. None (default): none
 
     Every feature file is checked when the data set is built (it exists, shape (T, feature_dim) with
     T >= 1); NaN and infinite values are caught when a file is read.
@@ -141,6 +146,7 @@ class FeatureDataset(Dataset):
         crop_ratio: tuple[float, float] | None = (0.9, 1.0),
         seed: int = 0,
         gain_range: tuple[float, float] | None = None,
+        clutter_range: tuple[float, float] | None = None,
     ):
         self.features_dir = Path(features_dir)
         if not self.features_dir.is_dir():
@@ -159,6 +165,7 @@ class FeatureDataset(Dataset):
         self.crop_ratio = crop_ratio
         self.seed = seed
         self.gain_range = gain_range
+        self.clutter_range = clutter_range
         self.epoch = 0
         self.lengths = [self._check_file(v.video_id) for v in self.videos]
 
@@ -230,7 +237,20 @@ class FeatureDataset(Dataset):
             low, high = self.gain_range
             gain = low + (high - low) * float(torch.rand((), generator=generator))
             feats = (feats * gain).clamp_(0.0, 1.0)
+        if self.clutter_range is not None:  # after the gain: the clutter's level is what was measured on real cines
+            feats = (feats + self._clutter(generator)[:, None]).clamp_(0.0, 1.0)
         return item._replace(features=feats, segments=crop.segments, labels=crop.labels)
+
+    def _clutter(self, generator: torch.Generator) -> Tensor:
+        """One static map (feature_dim,) with a mean drawn from ``clutter_range``: a random video's map at a
+        random step, rescaled (a video whose map is empty there gives no clutter)."""
+        low, high = self.clutter_range
+        donor = int(torch.randint(len(self.videos), (), generator=generator))
+        step = int(torch.randint(self.lengths[donor], (), generator=generator))
+        level = low + (high - low) * float(torch.rand((), generator=generator))
+        vessel = self.load_features(self.videos[donor].video_id)[:, step]
+        mean = float(vessel.mean())
+        return vessel * (level / mean) if mean > 0 else torch.zeros_like(vessel)
 
 
 def padded_length(lengths: Sequence[int], pad_to: int | None = None, multiple: int = 1) -> int:

@@ -529,6 +529,7 @@ def dataset_for(cfg: Config, features_dir: str | Path, annotations: Any, subset:
         feature_dim=cfg.features.dim, training=training, max_seq_len=cfg.train.max_seq_len,
         trunc_thresh=cfg.train.trunc_thresh, crop_ratio=cfg.train.crop_ratio, seed=cfg.seed,
         gain_range=cfg.train.feature_gain if training else None,
+        clutter_range=cfg.train.feature_clutter if training else None,
     )
 
 
