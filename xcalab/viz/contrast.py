@@ -34,7 +34,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
-from xcalab.viz.sequences import ACTION_COLORS
+from xcalab.viz.palette import ACTION_COLORS
 
 #: One colour per side of the contrast, used by every figure here (vessel pixels count as foreground).
 CLASS_COLORS = {"foreground": "crimson", "background": "steelblue"}

@@ -499,7 +499,7 @@ def draw_explorer_timeline(maps, truth=None, width_in: float = 9.0):
     the predicted segments and keyframes, and the per-class score curves. ``maps``: ``SequenceMaps``."""
     import matplotlib.pyplot as plt
 
-    from xcalab.viz.sequences import ACTION_COLORS, KEYFRAME_COLORS
+    from xcalab.viz.palette import ACTION_COLORS, KEYFRAME_COLORS
 
     result, seq = maps.result, maps.sequence
     record, fps, n = result.record, seq.fps, seq.n_frames

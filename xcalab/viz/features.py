@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from xcalab.data.annotations import check_keyframes
-from xcalab.viz.sequences import KEYFRAME_COLORS
+from xcalab.viz.palette import KEYFRAME_COLORS
 
 #: One colour per feature source, used by every curve.
 SOURCE_COLORS = {"learned": "k", "frangi": "tab:purple", "oracle": "tab:orange", "raw": "tab:brown"}

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from xcalab.viz.sequences import ACTION_COLORS, KEYFRAME_COLORS
+from xcalab.viz.palette import ACTION_COLORS, KEYFRAME_COLORS
 
 KEYFRAMES = ("start", "apex", "end")
 WHY_ABSENT = {

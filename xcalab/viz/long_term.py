@@ -32,7 +32,7 @@ from matplotlib.patches import Rectangle
 from xcalab.data.annotations import FeatureGrid, check_keyframes
 from xcalab.models.convlstm import ConvLSTMCell
 from xcalab.models.long_term import LongTermAttention
-from xcalab.viz.sequences import KEYFRAME_COLORS
+from xcalab.viz.palette import KEYFRAME_COLORS
 
 #: What the rows of a gate trace are, in drawing order, and how each is drawn (label, colour map, scale).
 #: "unit": fixed [0, 1] (sigmoid gates); "signed": symmetric around 0; "data": 0 to the data's maximum.

@@ -33,7 +33,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from xcalab.metrics import BACKGROUND, DISAPPEARING, FILLING, frame_labels, temporal_iou
-from xcalab.viz.sequences import ACTION_COLORS, KEYFRAME_COLORS
+from xcalab.viz.palette import ACTION_COLORS, KEYFRAME_COLORS
 
 #: Colour of each frame label (index = label: background, filling, disappearing).
 LABEL_COLORS = {BACKGROUND: "#dddddd", FILLING: ACTION_COLORS["filling"], DISAPPEARING: ACTION_COLORS["disappearing"]}

@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from xcalab.data.annotations import check_keyframes
-from xcalab.viz.sequences import ACTION_COLORS, KEYFRAME_COLORS
+from xcalab.viz.palette import ACTION_COLORS, KEYFRAME_COLORS
 
 
 def idealised_opacification(keyframes: Sequence[float], n_frames: int) -> np.ndarray:

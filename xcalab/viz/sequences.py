@@ -11,11 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from xcalab.data.annotations import LABELS, check_keyframes, keyframes_to_actions
-
-#: One colour per keyframe, used by every figure.
-KEYFRAME_COLORS = {"start": "tab:green", "apex": "tab:red", "end": "tab:blue"}
-#: One colour per action name.
-ACTION_COLORS = {"filling": "tab:orange", "disappearing": "tab:purple", "whole": "tab:gray"}
+from xcalab.viz.palette import ACTION_COLORS, KEYFRAME_COLORS
 
 
 def strip_indices(n_frames: int, n: int, keyframes: Sequence[float] | None = None) -> list[int]:

@@ -46,7 +46,7 @@ from torch.utils._pytree import tree_flatten
 
 from xcalab.data.annotations import LABELS
 from xcalab.models.short_term import LocalMultiHeadAttention, local_attention
-from xcalab.viz.sequences import ACTION_COLORS, KEYFRAME_COLORS
+from xcalab.viz.palette import ACTION_COLORS, KEYFRAME_COLORS
 
 #: The colour of each method in the cost plot.
 METHOD_COLORS = {"local": "tab:blue", "dense": "tab:red"}

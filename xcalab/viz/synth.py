@@ -20,11 +20,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from xcalab.data.io import Sequence
+from xcalab.viz.palette import KEYFRAME_COLORS, PHASE_COLORS
 
-#: Keyframe colours (the same as ``xcalab.viz.sequences``).
-KEYFRAME_COLORS = {"start": "tab:green", "apex": "tab:red", "end": "tab:blue"}
-#: One background colour per phase (pre-contrast, filling, apex plateau, washout, after).
-PHASE_COLORS = ("#f0f0f0", "#fde0c5", "#f9b4b4", "#c9dbf5", "#e8e8e8")
 PHASE_NAMES = ("pre-contrast", "filling", "apex plateau", "washout", "after")
 
 

@@ -14,8 +14,10 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-#: Colours of the two actions of problem setting 0 (and of the keyframes that bound them).
-ACTION_COLOURS = ("tab:red", "tab:blue")
+from xcalab.viz.palette import ACTION_COLORS
+
+#: The two actions of problem setting 0 in label order, coloured by the one palette.
+ACTION_COLOURS_BY_LABEL = (ACTION_COLORS["filling"], ACTION_COLORS["disappearing"])
 KEYFRAME_NAMES = ("start", "apex", "end")
 
 
@@ -111,10 +113,10 @@ def plot_predicted_segments(
             scaled = (y - y.min()) / (np.ptp(y) or 1.0)
             ax.fill_between(x, 0, scaled, color="0.85", step="mid", label="mean vessel feature (scaled)")
         for k in range(2):  # true actions: [start, apex], [apex, end]
-            ax.broken_barh([(true[k], true[k + 1] - true[k])], (1.15, 0.3), color=ACTION_COLOURS[k], alpha=0.8,
+            ax.broken_barh([(true[k], true[k + 1] - true[k])], (1.15, 0.3), color=ACTION_COLOURS_BY_LABEL[k], alpha=0.8,
                            label=f"true {labels[k]}")
         for label_id, f0, f1, score in cine.get("pred_segments", ()):
-            ax.broken_barh([(f0, f1 - f0)], (1.6, 0.3), color=ACTION_COLOURS[int(label_id)], alpha=0.45, hatch="//",
+            ax.broken_barh([(f0, f1 - f0)], (1.6, 0.3), color=ACTION_COLOURS_BY_LABEL[int(label_id)], alpha=0.45, hatch="//",
                            label=f"predicted {labels[int(label_id)]}")
             ax.text((f0 + f1) / 2, 1.75, f"{score:.2f}", ha="center", va="center", fontsize=7)
         for f in true:
