@@ -56,11 +56,13 @@ import numpy as np
 
 from xcalab.data.annotations import (
     LABELS,
+    SUBSET_ALIASES,
     SUBSETS,
     Action,
     Keyframes,
     VideoAnnotation,
     actions_to_keyframes,
+    canonical_subset,
     read_annotations,
 )
 from xcalab.data.io import atomic_path
@@ -497,6 +499,7 @@ def write_results(metrics: Mapping[str, Any], out_dir: str | Path) -> dict[str, 
 
 def _evaluate(predictions_path: Path, annotations_path: Path, out_dir: Path, subset: str, protocol: str,
               tious: Sequence[float], setting: int | None, window: int, source: dict[str, Any]) -> dict[str, Any]:
+    subset = canonical_subset(subset)
     tious = _check_options(subset, protocol, tious)
     if isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise XcalabInputError("--window", f"must be a positive number of frames, got {window!r}")
@@ -584,6 +587,7 @@ def evaluate_checkpoint(
     from xcalab.train.engine import dataset_for, load_detector, predict
 
     checkpoint_path, features_dir, out_dir = Path(checkpoint_path), Path(features_dir), Path(out_dir)
+    subset = canonical_subset(subset)
     tious = _check_options(subset, protocol, tious)
     if not features_dir.is_dir():
         raise XcalabInputError(features_dir, "no such feature folder")
@@ -628,7 +632,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--annotations", metavar="GT.json",
                         help="ActivityNet-1.3 ground truth (with --checkpoint default: FEATURES/annotations.json)")
     parser.add_argument("--out", metavar="DIR", required=True, help="folder for metrics.json, results.md, results.csv")
-    parser.add_argument("--subset", choices=SUBSETS, default="test", help="the videos to score (default: test)")
+    parser.add_argument("--subset", choices=SUBSETS + tuple(SUBSET_ALIASES), default="test",
+                        help="the videos to score (default: test; ActivityNet's training / testing also work)")
     parser.add_argument("--protocol", choices=tuple(PROTOCOLS), default="all",
                         help="all: ActivityNet rules over every detection (default); "
                         "paper: top-1 segment per class and video, as the seed paper")

@@ -246,3 +246,20 @@ def test_duplicate_video_ids_refused(tmp_path):
 def test_end_beyond_sequence_refused():
     with pytest.raises(XcalabInputError, match="beyond the last frame"):
         VideoAnnotation.from_keyframes("a", (1, 2, 30), 10.0, n_frames=20)
+
+
+def test_activitynet_official_subset_names_are_read(tmp_path):
+    """ActivityNet-1.3 (and ActionFormer / OpenTAD) files say "training" / "validation" / "testing"."""
+    from xcalab.data.annotations import canonical_subset
+
+    data = _one_video(subset="training")
+    other = json.loads(json.dumps(data["database"]["vid7"]))
+    other["subset"] = "Testing"
+    data["database"]["vid8"] = other
+    path = tmp_path / "anet.json"
+    path.write_text(json.dumps(data))
+    videos = read_annotations(path)
+    assert (videos["vid7"].subset, videos["vid8"].subset) == ("train", "test")
+    assert list(read_annotations(path, subset="testing")) == ["vid8"] == list(read_annotations(path, subset="test"))
+    assert [canonical_subset(s) for s in ("training", "validation", "testing", "TEST")] == ["train", "validation",
+                                                                                         "test", "test"]

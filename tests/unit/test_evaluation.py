@@ -368,3 +368,10 @@ def test_a_checkpoint_is_scored_as_the_engine_scores_it(tmp_path, one_thread):
     assert paper["mAP"] == engine.map_top1.average_map
     assert m["source"]["checkpoint"] == str(checkpoint) and m["files"]["predictions"] == str(out / "predictions.json")
     assert not math.isnan(m["mAP"])
+
+
+def test_activitynet_subset_names_score_the_same(tmp_path, gt):
+    ours = run(tmp_path / "a", gt, PERFECT, subset="test")
+    theirs = run(tmp_path / "b", gt, PERFECT, subset="testing")  # ActivityNet-1.3's name of the split
+    assert theirs["mAP"] == ours["mAP"] == 1.0 and theirs["n_videos"] == ours["n_videos"] == 2
+    assert theirs["subset"] == "test"

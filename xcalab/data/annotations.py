@@ -41,6 +41,15 @@ from xcalab.data.io import atomic_path
 from xcalab.errors import XcalabInputError
 
 SUBSETS = ("train", "validation", "test")
+#: The official ActivityNet-1.3 subset names (ActionFormer and OpenTAD files use them too) -> xcalab's.
+SUBSET_ALIASES = {"training": "train", "testing": "test"}
+
+
+def canonical_subset(name: str) -> str:
+    """xcalab's name of a subset, accepting ActivityNet's "training" / "testing" (any case)."""
+    name = str(name).lower()
+    return SUBSET_ALIASES.get(name, name)
+
 #: What a cine shows of the contrast passage (``VideoAnnotation.status``).
 STATUSES = ("ok", "partial", "no_contrast")
 
@@ -333,6 +342,7 @@ def read_annotations(path: str | Path, subset: str | None = None) -> dict[str, V
     videos = {vid: _parse_record(path, vid, rec) for vid, rec in data["database"].items()}
     _check_label_names(path, videos)
     if subset is not None:
+        subset = canonical_subset(subset)
         videos = {vid: v for vid, v in videos.items() if v.subset == subset}
     return videos
 
@@ -348,9 +358,9 @@ def _parse_record(path: Path, vid: str, rec: Any) -> VideoAnnotation:
     for key in ("subset", "fps", "duration", "annotations"):
         if key not in rec:
             fail(f'missing field "{key}"')
-    subset = str(rec["subset"]).lower()
+    subset = canonical_subset(rec["subset"])
     if subset not in SUBSETS:
-        fail(f'"subset" must be one of {SUBSETS}, got {rec["subset"]!r}')
+        fail(f'"subset" must be one of {SUBSETS} (or ActivityNet\'s "training" / "testing"), got {rec["subset"]!r}')
     fps, duration = rec["fps"], rec["duration"]
     if not _positive_number(fps):
         fail(f'"fps" must be a positive number, got {fps!r}')
