@@ -8,6 +8,7 @@ no callback ever reads a notebook global, so moving a slider after later cells r
 
 from __future__ import annotations
 
+import functools
 import io
 
 import ipywidgets as widgets
@@ -114,8 +115,9 @@ SIGNED_CMAP, UNSIGNED_CMAP = "RdBu_r", "magma"
 TRANSFORMER = "transformer"
 
 
+@functools.lru_cache(maxsize=8)
 def _lut(cmap: str) -> np.ndarray:
-    """(256, 3) uint8 colour table of a matplotlib colour map."""
+    """(256, 3) uint8 colour table of a matplotlib colour map (built once per map: every redraw uses it)."""
     import matplotlib
 
     return np.round(matplotlib.colormaps[cmap](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
