@@ -7,7 +7,7 @@ For the ``paper`` configuration (STA-IPCon at the paper's sizes) it prints:
 - the parameter count;
 - one training step at batch 2 for T = 64, 128, 256 and 512 feature steps: forward (contrastive epoch:
   L_con on), label assignment and losses, backward, gradient clipping, AdamW, lr schedule and EMA update,
-  exactly as ``xcalab.train.engine`` runs them. The time per step should grow linearly with T (the
+  exactly as ``xcalab.train.loop`` runs them. The time per step should grow linearly with T (the
   reference's ConvLSTM grows with T^2: 0.5 s at T = 64, 3.7 s at 128, 13.5 s at 256 for its backward alone);
 - inference at batch 1 for T = 128 and 512: the forward pass and the post-processing (Soft-NMS, top-1,
   keyframes) separately;
@@ -49,10 +49,10 @@ def _measure(kind: str, steps: int, threads: int, repeats: int) -> dict:
     from xcalab.config import get_preset
     from xcalab.data.annotations import FeatureGrid
     from xcalab.data.dataset import Batch
-    from xcalab.models.detector import count_parameters
+    from xcalab.models.detector import build_detector, count_parameters
     from xcalab.postprocess import decode_batch
-    from xcalab.train.engine import Distributed, build_detector, training_loss
-    from xcalab.train.losses import LossNormaliser
+    from xcalab.train.distributed import Distributed
+    from xcalab.train.losses import LossNormaliser, training_loss
     from xcalab.train.optim import ModelEMA, build_optimizer, build_scheduler
 
     cfg = get_preset("paper")

@@ -72,12 +72,60 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options of ``xcalab train``."""
+    parser.add_argument("--preset", choices=PRESETS, default="teach", help="sizes and hyper-parameters")
+    parser.add_argument("--config", default=None, help='JSON overrides, e.g. {"train": {"epochs": 3}}')
+    parser.add_argument("--features", required=True, help="folder of <video_id>.npy feature files (T, 4096)")
+    parser.add_argument("--annotations", required=True, help="ActivityNet-1.3 JSON (train + validation videos)")
+    parser.add_argument("--out", required=True, help="folder for config, logs and checkpoints")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument("--seed", type=int, default=None, help="override the preset's seed")
+    parser.add_argument("--device", default=None, help='"auto" (CUDA if present), "cpu" or "cuda"')
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    """Run ``xcalab train`` from parsed arguments; returns the exit code."""
+    import os
+
+    from xcalab.config import apply_overrides, get_preset, load_overrides
+    from xcalab.train.loop import train
+
+    cfg = get_preset(args.preset)
+    if args.config:
+        cfg = apply_overrides(cfg, load_overrides(args.config), where=args.config)
+    if args.seed is not None:
+        cfg = cfg.replace(seed=args.seed)
+    if args.device is not None:
+        cfg = cfg.replace(device=args.device)
+    result = train(cfg, args.features, args.annotations, args.out, resume=args.resume, progress=not args.no_progress)
+    if int(os.environ.get("RANK", "0")) == 0:
+        score = "n/a" if result.best_score is None else f"{100 * result.best_score:.2f} %"
+        print(f"trained {len(result.history)} epochs on {result.world_size} process(es); "
+              f"best epoch {result.best_epoch} (validation average mAP {score})")
+        print(f"  weights: {result.best_checkpoint}\n  resume:  {result.checkpoint}")
+    return 0
+
+
+def train_command(argv: list[str]) -> int:
+    """``xcalab train --preset P [--config overrides.json] --features DIR --annotations JSON --out DIR
+    [--resume] [--seed N] [--device auto]``; under ``torchrun`` every process runs it."""
+    parser = _train_arguments(argparse.ArgumentParser(prog="xcalab train", description="Train the keyframe detector."))
+    args = parser.parse_args(argv)
+    try:
+        return _run_train(args)
+    except XcalabInputError as err:
+        print(f"xcalab: {err}", file=sys.stderr)
+        return 2
+
+
 #: Commands whose options live with the code they run: ``xcalab NAME ARGS`` calls ``module.main(ARGS)``.
 FORWARDED = {
     "simulate": ("xcalab.data.synth.benchmark", "build the XCA-Synth benchmark of a preset (resumable, parallel)"),
     "features train": ("xcalab.features.train", "train the SVS-Net vessel extractor on XCA-Synth (resumable)"),
     "features extract": ("xcalab.features.extract", "turn cines into (T, 4096) vessel-feature arrays"),
-    "train": ("xcalab.train.engine", "train the keyframe detector (resumable; DDP under torchrun)"),
     "evaluate": ("xcalab.evaluation", "score ActivityNet predictions (or a checkpoint) against annotations"),
     "reproduce": ("xcalab.reproduce", "train and evaluate the variants of one of the paper's tables on XCA-Synth"),
     "locate": ("xcalab.locate", "start, apex and end of your own cines, with a confidence and a summary figure"),
@@ -98,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xcalab", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("simulate", help=FORWARDED["simulate"][1], add_help=False)
-    sub.add_parser("train", help=FORWARDED["train"][1], add_help=False)
+    sub.add_parser("train", help="train the keyframe detector (resumable; DDP under torchrun)", add_help=False)
     sub.add_parser("evaluate", help=FORWARDED["evaluate"][1], add_help=False)
     sub.add_parser("reproduce", help=FORWARDED["reproduce"][1], add_help=False)
     sub.add_parser("locate", help=FORWARDED["locate"][1], add_help=False)
@@ -125,6 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
+        if argv[:1] == ["train"]:
+            return train_command(argv[1:])
         if (target := _forwarded(argv)) is not None:
             module, rest = target
             return importlib.import_module(module).main(rest)

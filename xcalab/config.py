@@ -23,9 +23,13 @@ commands that enumerate ``PRESETS`` do not list them):
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from xcalab.errors import XcalabInputError
 
 #: The repository root (the folder that holds ``xcalab/``); data and figures live below it.
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -259,6 +263,17 @@ class Config:
         """A copy with some fields changed (``dataclasses.replace``)."""
         return dataclasses.replace(self, **changes)
 
+    def training_identity(self) -> dict[str, Any]:
+        """The settings that decide what training produces, as plain JSON values: two configurations with
+        equal identities train the same weights (on the CPU). The device, the paths, what notebooks display,
+        the preset's name and the simulator's size are not part of it (the features are)."""
+        values = config_to_dict(self)
+        return {k: values[k] for k in TRAINING_FIELDS}
+
+
+#: The sections of ``Config`` that identify a trained model (``Config.training_identity``).
+TRAINING_FIELDS = ("seed", "setting", "features", "model", "train")
+
 
 # The paper: 260 clinical cines of 31-379 frames, split 136/60/64, reshaped to 512 x 512 (Sec. IV-A).
 # teach keeps the paper's split proportions (136:60:64 of 120 -> 63:28:29) at 256 x 256.
@@ -327,3 +342,73 @@ def get_preset(name: str, **changes) -> Config:
     cfg = Config(name=name, synth=_SYNTH[name], model=_MODEL[name], train=_TRAIN[name], frames_shown=show[0],
                  realism=show[1], explorer_size=show[2])
     return cfg.replace(**changes) if changes else cfg
+
+
+# --------------------------------------------------------------------------------------------------
+# Configuration <-> JSON (config.json of a run, the metadata of weights, ``--config`` overrides)
+# --------------------------------------------------------------------------------------------------
+
+
+def config_to_dict(cfg: Config) -> dict[str, Any]:
+    """The configuration as plain JSON values (tuples become lists, paths strings)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+
+
+def _as_tuples(value: Any) -> Any:
+    """JSON lists back to the tuples the frozen config dataclasses hold."""
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def apply_overrides(cfg: Config, overrides: Mapping[str, Any], where: str | Path = "config overrides") -> Config:
+    """``cfg`` with some settings changed, e.g. ``{"model": {"long_term": "none"}, "train": {"epochs": 3}}``.
+
+    Sections (synth, features, model, train) take a dict of their fields; top-level fields (seed,
+    device, setting, ...) a value. Unknown names and invalid values raise ``XcalabInputError`` naming ``where``.
+    """
+    if not isinstance(overrides, Mapping):
+        raise XcalabInputError(where, f"overrides must be a JSON object, got {type(overrides).__name__}")
+    top = {f.name: f for f in dataclasses.fields(cfg)}
+    changes: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key not in top:
+            raise XcalabInputError(where, f"unknown setting {key!r}; known: {', '.join(top)}")
+        current = getattr(cfg, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, Mapping):
+                raise XcalabInputError(where, f"{key!r} must be an object of {type(current).__name__} fields")
+            known = {f.name for f in dataclasses.fields(current)}
+            unknown = sorted(set(value) - known)
+            if unknown:
+                raise XcalabInputError(where, f"unknown {key} setting(s) {unknown}; known: {', '.join(sorted(known))}")
+            try:
+                changes[key] = dataclasses.replace(current, **{k: _as_tuples(v) for k, v in value.items()})
+            except (TypeError, ValueError) as err:
+                raise XcalabInputError(where, f"{key}: {err}") from None
+        elif isinstance(current, Path):
+            changes[key] = Path(value)
+        else:
+            changes[key] = _as_tuples(value)
+    return cfg.replace(**changes)
+
+
+def config_from_dict(data: Mapping[str, Any], where: str | Path = "config") -> Config:
+    """Inverse of ``config_to_dict``: the preset named in ``data["name"]`` with every value of ``data``."""
+    name = data.get("name")
+    if name in CONFIGS:  # e.g. "locate", the archive-like mix that ``xcalab locate``'s detector trains on
+        base = CONFIGS[name](int(data.get("seed", 0)))
+    elif name in PRESETS:
+        base = get_preset(name)
+    else:
+        raise XcalabInputError(where, f"config needs a preset name in {PRESETS} (or 'locate'), got {name!r}")
+    return apply_overrides(base, {k: v for k, v in data.items() if k != "name"}, where)
+
+
+def load_overrides(path: str | Path) -> dict[str, Any]:
+    """Read a JSON file of config overrides (see ``apply_overrides``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise XcalabInputError(path, "no such config file")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise XcalabInputError(path, f"not valid JSON ({err})") from None

@@ -24,7 +24,7 @@ from its top-scoring segment of each class (eqs. 14/19/20 of the problem setting
 frame and compared with the true ones: AD, AD as the reference computes it (truncated frames against
 int(true - window/2): 2 frames worse), frame-level P/R/F (the paper's convention and foreground only),
 the mean deviation of each keyframe, one-sided t-tests at the paper's population means and 95 %
-confidence intervals. These are the conventions of ``xcalab.train.engine.evaluate``, so scoring a
+confidence intervals. These are the conventions of ``xcalab.scoring.score_predictions``, so scoring a
 checkpoint here gives its numbers. A video where a class has no detection has no keyframes: it is counted
 (``n_missing``) and listed, not dropped silently.
 
@@ -286,7 +286,7 @@ def _plain(x: Any) -> Any:
 
 def _keyframe_metrics(pairs: Sequence[tuple[Keyframes, VideoAnnotation]], window: int) -> dict[str, Any]:
     """AD, P/R/F, per-keyframe deviations, t-tests and CIs of decoded keyframes against the true ones,
-    with the conventions of ``xcalab.train.engine.evaluate``."""
+    with the conventions of ``xcalab.scoring.score_predictions``."""
     nearest = [list(kf.rounded()) for kf, _ in pairs]
     truncated = [[math.trunc(v) for v in kf] for kf, _ in pairs]
     true = [list(v.keyframes) for _, v in pairs]
@@ -568,7 +568,7 @@ def evaluate_checkpoint(
     device: str = "auto",
 ) -> dict[str, Any]:
     """Predict a subset with a trained detector, write ``out_dir/predictions.json``, and score it as
-    ``evaluate_files`` does (the same numbers as ``xcalab.train.engine.evaluate``).
+    ``evaluate_files`` does (the same numbers as ``xcalab.inference.evaluate``).
 
     Args:
         checkpoint_path: ``best.pt`` or ``checkpoint.pt`` of ``xcalab train`` (its EMA weights are used).
@@ -583,8 +583,10 @@ def evaluate_checkpoint(
         the metrics dict, as written to metrics.json, plus "files" (predictions.json included).
     """
     # Imported here: torch and the model are only needed when a checkpoint is scored.
+    from xcalab.data.dataset import dataset_for
+    from xcalab.inference import predict
     from xcalab.runtime import resolve_device
-    from xcalab.train.engine import dataset_for, load_detector, predict
+    from xcalab.train.checkpoint import load_detector
 
     checkpoint_path, features_dir, out_dir = Path(checkpoint_path), Path(features_dir), Path(out_dir)
     subset = canonical_subset(subset)

@@ -55,18 +55,21 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from xcalab.config import Config
 from xcalab.data.annotations import FeatureGrid
-from xcalab.data.dataset import derive_seed
+from xcalab.data.dataset import FeatureDataset, collate
 from xcalab.data.io import Sequence
 from xcalab.errors import XcalabInputError
+from xcalab.metrics import PAPER_TIOUS
+from xcalab.models.detector import KeyframeDetector
 from xcalab.postprocess import PostprocessConfig, VideoPrediction, decode_batch
+from xcalab.runtime import EVAL_STREAM, derive_seed
+from xcalab.scoring import Evaluation, score_predictions
 
 #: The one rate every cine is resampled to before features are extracted (frames per second).
 LOCATE_FPS = 7.5
 #: Feature stride on the resampled cine (every frame starts a 4-frame window).
 LOCATE_STRIDE = 1
-#: Seed stream of the detector's random draws at inference (PCon's patch); the training engine's number.
-EVAL_STREAM = 3
 STATUSES = ("ok", "partial", "no_contrast")
 KEYFRAME_NAMES = ("start", "apex", "end")
 
@@ -108,7 +111,7 @@ def resample_cine(seq: Sequence, rate: float = LOCATE_FPS) -> tuple[Sequence, np
 
 
 def device_autocast(device: torch.device):
-    """bf16 autocast on CUDA; a no-op on the CPU (float32 there). The training engine's forward uses it too."""
+    """bf16 autocast on CUDA; a no-op on the CPU (float32 there). The training loop's forward uses it too."""
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
@@ -154,6 +157,65 @@ def detect_features(model: torch.nn.Module, features: np.ndarray, fps: float, du
     (prediction,), out = detect_batch(model, x, mask, [fps], [duration], [video_id], grid, seed=seed,
                                       return_attention=return_attention)
     return prediction, out
+
+
+def _inference_padding(cfg: Config) -> tuple[int | None, int]:
+    """(pad_to, multiple) at inference: the batch's longest video, or the reference's padding to
+    max(max_seq_len, a multiple of the coarsest stride x the attention window) with ``paper_compatible``
+    (there padding leaks into valid outputs, so it must match)."""
+    if not cfg.model.paper_compatible:
+        return None, 1
+    return cfg.train.max_seq_len, 2 ** (cfg.model.n_levels - 1) * 2 * cfg.model.half_window
+
+
+@torch.no_grad()
+def predict(
+    model: KeyframeDetector,
+    dataset: FeatureDataset,
+    cfg: Config,
+    batch_size: int = 1,
+    postprocess: PostprocessConfig | None = None,
+) -> list[VideoPrediction]:
+    """Detect the two actions and the keyframes of every video of ``dataset`` (whole videos, no crops).
+
+    model       a detector (use the EMA weights: ``load_detector``); run in eval mode
+    dataset     videos to predict (its ``training`` flag is ignored: nothing is cropped)
+    cfg         the run's configuration (feature grid, problem setting, padding)
+    batch_size  videos per forward pass (1, as the reference; > 1 is faster, but PCon's patches are
+                then drawn per batch, so a video's result depends on its batch)
+    postprocess  Soft-NMS and decoding settings (default: the reference's ``PostprocessConfig()``)
+
+    The random patch of PCon is drawn from a generator seeded by (cfg.seed, the batch's video ids), so a
+    video's prediction does not depend on the order of the data set. Returns one ``VideoPrediction``
+    per video, in data-set order.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    grid = FeatureGrid(stride=cfg.features.stride, window=cfg.features.window)
+    pad_to, multiple = _inference_padding(cfg)
+    predictions: list[VideoPrediction] = []
+    for start in range(0, len(dataset), batch_size):
+        items = [dataset.video(i) for i in range(start, min(start + batch_size, len(dataset)))]
+        batch = collate(items, pad_to, multiple).to(device)
+        decoded, _ = detect_batch(model, batch.features, batch.mask, batch.fps, batch.duration, batch.video_ids, grid,
+                                  setting=cfg.setting, seed=cfg.seed, postprocess=postprocess)
+        predictions += decoded
+    model.train(was_training)
+    return predictions
+
+
+def evaluate(
+    model: KeyframeDetector,
+    dataset: FeatureDataset,
+    cfg: Config,
+    predictions: list[VideoPrediction] | None = None,
+    tious: Seq[float] = PAPER_TIOUS,
+) -> Evaluation:
+    """Predict ``dataset`` (unless ``predictions`` are given) and score it (``scoring.score_predictions``)."""
+    if predictions is None:
+        predictions = predict(model, dataset, cfg)
+    return score_predictions(predictions, dataset.videos, cfg.features.window, tious)
 
 
 def step_scores(cls_logits: Seq[Tensor], strides: Seq[int], n_steps: int) -> np.ndarray:
@@ -615,5 +677,5 @@ def locate_features(seq: Sequence, extractor, device: str | torch.device = "auto
 __all__ = [
     "Calibration", "CalibrationCase", "Decision", "KEYFRAME_NAMES", "LOCATE_FPS", "LOCATE_STRIDE", "OrderedPair",
     "STATUSES", "VesselEvidence", "calibrate", "decide", "fuse_keyframes", "decision_is_right", "detect_batch", "detect_features", "device_autocast", "fit_platt", "locate_features",
-    "ordered_pair", "pair_scores", "resample_cine", "resample_index", "step_scores",
+    "ordered_pair", "pair_scores", "predict", "evaluate", "resample_cine", "resample_index", "step_scores",
 ]

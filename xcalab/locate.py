@@ -106,7 +106,7 @@ def load_locator(weights: str | Path | None = None, device: str = "auto") -> Loc
     """
     from xcalab.features.train import load_extractor
     from xcalab.runtime import resolve_device
-    from xcalab.train.engine import load_detector, read_checkpoint
+    from xcalab.train.checkpoint import load_detector, read_checkpoint
 
     path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
     if not path.is_file():

@@ -11,7 +11,7 @@ One command, five resumable stages (everything below ``data/cache/``, git-ignore
 2. **Features** on the one inference grid (``xcalab.inference``): each cine resampled to 7.5 fps, the
    shipped SVS-Net on every 4-frame window (stride 1). Annotations are written on that grid: a partial
    cine's filling starts at frame 0 or its disappearing ends at the last frame; a no_contrast cine has none.
-3. **Train** the teach STA-IPCon detector on it (``xcalab.train.engine.train``, model selection on the
+3. **Train** the teach STA-IPCon detector on it (``xcalab.train.loop.train``, model selection on the
    validation cines' mAP).
 4. **Calibrate** the decision (status thresholds, confidence) on the validation cines
    (``xcalab.inference.calibrate``) and **export** ``data/weights/detector-locate-sta-ipcon-seed<N>.pt``
@@ -256,7 +256,7 @@ def train_locate(seed: int = 0, workers: int = 2, progress: bool = True, out: st
                  measure: bool = True) -> dict[str, Any]:
     """Stages 1-5 (see the module docstring); returns what was measured. Resumable at every stage."""
     from xcalab.locate import load_locator
-    from xcalab.train.engine import train
+    from xcalab.train.loop import train
 
     cfg = locate_training_config(seed)
     timings = {}

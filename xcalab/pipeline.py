@@ -34,11 +34,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from xcalab.config import ACTIONFORMER, REPO_ROOT, Config
+from xcalab.config import ACTIONFORMER, REPO_ROOT, Config, config_from_dict
 from xcalab.data.annotations import VideoAnnotation, read_annotations, write_annotations
-from xcalab.data.dataset import FeatureDataset
+from xcalab.data.dataset import FeatureDataset, dataset_for
 from xcalab.data.io import Sequence, atomic_path
 from xcalab.errors import XcalabInputError
+from xcalab.runtime import resolve_device
+from xcalab.train.checkpoint import (
+    BEST,
+    CHECKPOINT,
+    CONFIG,
+    CSV_LOG,
+    LOG,
+    load_detector,
+    read_checkpoint,
+    save_checkpoint,
+)
+from xcalab.train.loop import train
 
 #: Every row of the paper's Tables II, IV and V as model switches (on top of the preset's sizes).
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -105,8 +117,6 @@ class FeatureData:
 
     def dataset(self, subset: str | None, training: bool = False) -> FeatureDataset:
         """A ``FeatureDataset`` of a subset (``training=True``: random crops as in training)."""
-        from xcalab.train.engine import dataset_for
-
         return dataset_for(self.cfg, self.features_dir, self.annotations, subset, training=training)
 
     def features(self, video_id: str) -> np.ndarray:
@@ -228,12 +238,8 @@ def run_dir_for(cfg: Config, variant: str, source: str = "learned") -> Path:
 
 
 def _same_training(a: Config, b: Config) -> bool:
-    """Do two configurations train the same model (device and paths aside)?"""
-    from xcalab.train.engine import config_to_dict
-
-    keep = ("seed", "setting", "features", "model", "train")
-    da, db = config_to_dict(a), config_to_dict(b)
-    return all(da[k] == db[k] for k in keep)
+    """Do two configurations train the same model (``Config.training_identity``)?"""
+    return a.training_identity() == b.training_identity()
 
 
 def _history(path: Path) -> list[dict[str, Any]]:
@@ -262,8 +268,6 @@ def load_or_train_detector(
     run_dir   where the run goes (default ``run_dir_for(cfg, variant)``); shipped weights are only used
               with the default folder and the learned features, the ones they were trained on
     """
-    from xcalab.train.engine import BEST, CHECKPOINT, config_from_dict, load_detector, train
-
     vcfg = variant_config(cfg, variant)
     source = "learned" if data is None else data.source
     if data is not None and data.stride != cfg.features.stride:
@@ -302,8 +306,6 @@ def load_or_train_detector(
 def trained_detector_exists(cfg: Config, variant: str = "STA-IPCon") -> bool:
     """Would ``load_or_train_detector(cfg, variant)`` load (shipped weights or a finished cached run of this
     configuration) rather than train? Never trains; notebooks use it to offer optional comparisons."""
-    from xcalab.train.engine import BEST, CHECKPOINT, config_from_dict, read_checkpoint
-
     vcfg = variant_config(cfg, variant)
     shipped = shipped_detector_path(variant, cfg.name, cfg.seed)
     if shipped.is_file():
@@ -320,23 +322,17 @@ def trained_detector_exists(cfg: Config, variant: str = "STA-IPCon") -> bool:
 
 def _clear_run(run_dir: Path) -> None:
     """Remove the files of a training run (``xcalab train``'s names), nothing else."""
-    from xcalab.train.engine import BEST, CHECKPOINT, CONFIG, CSV_LOG, LOG
-
     for name in (CHECKPOINT, BEST, LOG, CSV_LOG, CONFIG):
         (run_dir / name).unlink(missing_ok=True)
 
 
 def _device(cfg: Config) -> torch.device:
-    from xcalab.runtime import resolve_device
-
     return resolve_device(cfg.device)
 
 
 def export_detector(run_dir: str | Path, path: str | Path, command: str, extra: dict[str, Any] | None = None) -> Path:
     """Ship a run's selected EMA weights (``best.pt``) with its history: the file ``load_or_train_detector``
     and ``load_detector`` read. Weights are stored in float16 (half the size; the model runs in float32)."""
-    from xcalab.train.engine import BEST, CHECKPOINT, read_checkpoint, save_checkpoint
-
     run_dir = Path(run_dir)
     best = read_checkpoint(run_dir / BEST)
     meta = json.loads(best["meta"])

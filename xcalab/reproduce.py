@@ -183,17 +183,14 @@ def run_one(cfg: Config, row: Row, seed: int, data_seed: int = 0, threads: int |
     import torch
 
     from xcalab.evaluation import evaluate_files, write_predictions
+    from xcalab.inference import predict
     from xcalab.pipeline import load_or_train_detector, prepare_features
-    from xcalab.train.engine import predict
 
     if threads:
         torch.set_num_threads(threads)
-    from xcalab.train.engine import config_to_dict
-
     base = replace(row, patch=None)  # Table VII re-evaluates the model of its first row
     tcfg = row_config(cfg, base, seed)
-    trained_with = json.loads(json.dumps({k: v for k, v in config_to_dict(tcfg).items()
-                                          if k in ("seed", "setting", "features", "model", "train")}))
+    trained_with = tcfg.training_identity()
     out = cache_dir(cfg) / f"{row.key()}-data{data_seed}-seed{seed}"
     done = out / "scores.json"
     if done.is_file():

@@ -2,6 +2,16 @@
 
 ``seed_everything`` makes a run repeatable on the CPU (same seed -> same data, model and numbers);
 ``resolve_device`` turns "auto" into CUDA when there is one, else the CPU. No code path assumes CUDA.
+
+**Seed streams.** Every random draw of training and inference that must not depend on the order things
+run in is seeded by *where it happens*: ``derive_seed(seed, STREAM, ...)`` with one stream per kind of
+draw, all listed here so that no two kinds ever share seeds:
+
+    CROP_STREAM     1   a training crop: (seed, epoch, item index)              data.dataset
+    STEP_STREAM     2   the model's draws in a training step (ICon steps, PCon patch): (seed, step, rank)
+    EVAL_STREAM     3   PCon's patch at inference: (seed, video ids)            inference
+    PROCESS_STREAM  4   each process's global RNGs (drop-path): (seed, rank)    train.checkpoint
+    LOADER_STREAM   5   the DataLoader's shuffle generator: (seed, epoch)       train.loop
 """
 
 from __future__ import annotations
@@ -11,6 +21,18 @@ import random
 
 import numpy as np
 import torch
+
+CROP_STREAM, STEP_STREAM, EVAL_STREAM, PROCESS_STREAM, LOADER_STREAM = 1, 2, 3, 4, 5
+
+
+def derive_seed(*keys: int) -> int:
+    """A 63-bit seed made from a few non-negative integers, e.g. ``derive_seed(seed, CROP_STREAM, epoch, i)``.
+
+    NumPy's ``SeedSequence`` hashes the keys, so nearby keys give unrelated seeds. Randomness seeded this
+    way has no state to save: it is a function of where we are (epoch, step, item), not of what came before.
+    """
+    state = np.random.SeedSequence([int(k) for k in keys]).generate_state(1, np.uint64)[0]
+    return int(state >> np.uint64(1))
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:

@@ -2,7 +2,7 @@
 
 import torch
 
-from xcalab.train import crop_window, truncate_features
+from xcalab.data.crops import crop_window, truncate_features
 
 
 def video(length, segments, labels):

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from xcalab.config import get_preset
+from xcalab.config import apply_overrides, get_preset
 from xcalab.data.annotations import Action, VideoAnnotation, write_annotations
-from xcalab.train.engine import apply_overrides, train
+from xcalab.train.loop import train
 
 FPS, STEPS = 15.0, 16
 #: The smoke model without PCon (its random patch comes from each process's own stream, so a split batch
@@ -53,7 +53,7 @@ def test_two_gloo_processes_train_like_one(tmp_path):
     overrides.write_text(json.dumps(OVERRIDES))
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "xcalab.train.engine", "--preset", "smoke", "--config", str(overrides),
+        "-m", "xcalab.cli", "train", "--preset", "smoke", "--config", str(overrides),
         "--features", str(tmp_path), "--annotations", str(ann), "--out", str(tmp_path / "two"), "--no-progress",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

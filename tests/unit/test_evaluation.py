@@ -1,5 +1,5 @@
 """xcalab evaluate: hand-worked AP, AD and P/R/F from prediction files, the output files, the command's
-errors, and a checkpoint scored exactly as the training engine scores it."""
+errors, and a checkpoint scored exactly as the training loop scores it."""
 
 import csv
 import json
@@ -11,23 +11,19 @@ import torch
 from scipy import stats
 
 from xcalab.cli import main
-from xcalab.config import get_preset
+from xcalab.config import config_to_dict, get_preset
 from xcalab.data.annotations import VideoAnnotation, write_annotations
+from xcalab.data.dataset import dataset_for
 from xcalab.evaluation import (
     evaluate_checkpoint,
     evaluate_files,
     results_table_markdown,
     top1_keyframes,
 )
+from xcalab.inference import evaluate
 from xcalab.metrics import PAPER_POPMEANS, Detection
-from xcalab.train.engine import (
-    build_detector,
-    config_to_dict,
-    dataset_for,
-    evaluate,
-    load_detector,
-    save_checkpoint,
-)
+from xcalab.models.detector import build_detector
+from xcalab.train.checkpoint import load_detector, save_checkpoint
 
 FPS, N_FRAMES = 10.0, 50
 # Two test cines and one training cine, keyframes in frames; at 10 fps the actions are
@@ -317,7 +313,7 @@ def test_bad_input_is_one_line_naming_the_file(tmp_path, gt, capsys, case):
 
 
 # --------------------------------------------------------------------------------------------------
-# A checkpoint: predict, write predictions.json, score as the training engine does
+# A checkpoint: predict, write predictions.json, score as the training loop does
 # --------------------------------------------------------------------------------------------------
 
 

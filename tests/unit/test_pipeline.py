@@ -15,10 +15,11 @@ import torch
 
 import xcalab.features.extract as extract
 import xcalab.pipeline as pipeline
-from xcalab.config import get_preset
+from xcalab.config import config_to_dict, get_preset
 from xcalab.data.annotations import FeatureGrid, read_annotations
 from xcalab.data.dataset import collate
 from xcalab.data.synth.benchmark import plan
+from xcalab.inference import predict
 from xcalab.pipeline import (
     VARIANTS,
     check_variant,
@@ -31,7 +32,7 @@ from xcalab.pipeline import (
     variant_config,
     variant_slug,
 )
-from xcalab.train.engine import BEST, CHECKPOINT, config_to_dict, load_detector, predict
+from xcalab.train.checkpoint import BEST, CHECKPOINT, load_detector
 
 SMOKE = get_preset("smoke")
 SWITCHES = ("long_term", "imagewise", "patchwise", "short_term")
@@ -385,7 +386,7 @@ def test_the_shipped_teach_detector_is_the_teach_preset():
 
     from xcalab.config import get_preset
     from xcalab.pipeline import _same_training, shipped_detector_path, variant_config
-    from xcalab.train.engine import load_detector, read_checkpoint
+    from xcalab.train.checkpoint import load_detector, read_checkpoint
 
     path = shipped_detector_path("STA-IPCon")
     model, saved = load_detector(path)

@@ -319,7 +319,6 @@ def test_running_again_reuses_everything(table_iv, monkeypatch):
     """The second run trains and scores nothing and gives the same rows; a score whose configuration is
     stale is computed again (from the cached training run) and comes out the same."""
     import xcalab.pipeline as pipeline
-    import xcalab.train.engine as engine
 
     def refuse(*args, **kwargs):
         raise AssertionError("reproduce did the work again")
@@ -335,7 +334,7 @@ def test_running_again_reuses_everything(table_iv, monkeypatch):
     stale = tmp / "data" / "reproduce" / "smoke" / "ta-data0-seed0" / "scores.json"
     scores = json.loads(stale.read_text())
     stale.write_text(json.dumps({**scores, "trained_with": {"train": "something else"}}))
-    monkeypatch.setattr(engine, "train", refuse)
+    monkeypatch.setattr(pipeline, "train", refuse)
     with contextlib.redirect_stdout(io.StringIO()):
         assert main(_argv(tmp)) == 0
     after = json.loads(out.read_text())

@@ -9,22 +9,16 @@ import pytest
 import torch
 from torch import nn
 
-from xcalab.config import get_preset
+from xcalab.cli import train_command
+from xcalab.config import apply_overrides, config_from_dict, config_to_dict, get_preset
 from xcalab.data.annotations import VideoAnnotation, write_annotations
+from xcalab.data.dataset import dataset_for
 from xcalab.errors import XcalabInputError
+from xcalab.inference import evaluate, predict
 from xcalab.models.detector import KeyframeDetector
-from xcalab.train.engine import (
-    apply_overrides,
-    config_from_dict,
-    config_to_dict,
-    dataset_for,
-    evaluate,
-    load_detector,
-    main,
-    pad_segments,
-    predict,
-    train,
-)
+from xcalab.train.checkpoint import RunLock, load_detector
+from xcalab.train.loop import train
+from xcalab.train.losses import pad_segments
 from xcalab.train.optim import (
     ModelEMA,
     WarmupCosineSchedule,
@@ -256,7 +250,7 @@ def test_resuming_continues_exactly(toy_set, tmp_path, capsys):
     for epochs, extra in ((1, []), (2, ["--resume"])):
         overrides = tmp_path / f"over{epochs}.json"
         overrides.write_text(json.dumps({**RESUME_OVERRIDES, "train": {**RESUME_OVERRIDES["train"], "epochs": epochs}}))
-        assert main([*common, "--config", str(overrides), "--out", str(tmp_path / "resumed"), *extra]) == 0
+        assert train_command([*common, "--config", str(overrides), "--out", str(tmp_path / "resumed"), *extra]) == 0
     assert "trained 2 epochs on 1 process(es)" in capsys.readouterr().out
 
     a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)
@@ -306,7 +300,7 @@ def test_refuses_to_overwrite_or_to_resume_something_else(toy_set, tmp_path):
 
 
 def test_bad_input_is_one_clear_line(tmp_path, capsys):
-    code = main(["--preset", "smoke", "--features", str(tmp_path / "nowhere"), "--annotations", str(tmp_path / "a.json"),
+    code = train_command(["--preset", "smoke", "--features", str(tmp_path / "nowhere"), "--annotations", str(tmp_path / "a.json"),
                  "--out", str(tmp_path / "out"), "--device", "cpu"])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("xcalab: ") and "a.json" in err and len(err.strip().splitlines()) == 1
@@ -346,18 +340,17 @@ def test_a_second_process_cannot_train_into_a_locked_folder(tmp_path):
     import sys
 
     from xcalab.errors import XcalabInputError
-    from xcalab.train.engine import _RunLock
 
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        (tmp_path / _RunLock.NAME).write_text(str(other.pid))  # a live process holds the folder
+        (tmp_path / RunLock.NAME).write_text(str(other.pid))  # a live process holds the folder
         with pytest.raises(XcalabInputError, match=f"pid {other.pid}"):
-            with _RunLock(tmp_path, enabled=True):
+            with RunLock(tmp_path, enabled=True):
                 pass
     finally:
         other.kill()
         other.wait()
     # its process is gone: the stale lock is taken over, and released afterwards
-    with _RunLock(tmp_path, enabled=True):
-        assert (tmp_path / _RunLock.NAME).read_text() == str(os.getpid())
-    assert not (tmp_path / _RunLock.NAME).exists()
+    with RunLock(tmp_path, enabled=True):
+        assert (tmp_path / RunLock.NAME).read_text() == str(os.getpid())
+    assert not (tmp_path / RunLock.NAME).exists()

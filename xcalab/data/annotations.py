@@ -152,9 +152,17 @@ class Action(NamedTuple):
     segment: tuple[float, float]
 
 
-def _check_setting(setting: int) -> None:
+def check_setting(setting: int) -> None:
+    """ValueError unless ``setting`` is a problem setting (0, 1 or 2, seed paper Table VIII)."""
     if setting not in LABELS:
         raise ValueError(f"problem setting must be 0, 1 or 2 (seed paper Table VIII), got {setting!r}")
+
+
+def check_setting_of(videos: Iterable[VideoAnnotation], setting: int, where: str | Path) -> None:
+    """XcalabInputError naming ``where`` unless every video is annotated for problem setting ``setting``."""
+    wrong = sorted({v.setting for v in videos} - {setting})
+    if wrong:
+        raise XcalabInputError(where, f"is annotated for problem setting(s) {wrong}, not setting {setting}")
 
 
 def check_keyframes(keyframes: Sequence[float], where: str = "keyframes") -> Keyframes:
@@ -177,7 +185,7 @@ def keyframes_to_actions(keyframes: Sequence[float], fps: float, setting: int = 
         fps: frame rate.
         setting: 0 (filling + disappearing, the paper's), 1 (filling + whole) or 2 (whole + disappearing).
     """
-    _check_setting(setting)
+    check_setting(setting)
     start, apex, end = (v / fps for v in check_keyframes(keyframes))
     segments = {
         0: ((start, apex), (apex, end)),
@@ -193,7 +201,7 @@ def actions_to_keyframes(actions: Iterable[Action], fps: float, setting: int = 0
     Segments are picked by ``label_id``, not by list position (the reference reads ground truth by
     position, which silently breaks when annotations are stored in another order).
     """
-    _check_setting(setting)
+    check_setting(setting)
     by_label: dict[int, tuple[float, float]] = {}
     for action in actions:
         by_label.setdefault(action.label_id, action.segment)
@@ -265,7 +273,7 @@ class VideoAnnotation:
     def without_contrast(cls, video_id: str, fps: float, n_frames: int, subset: str = "train",
                          setting: int = 0) -> VideoAnnotation:
         """The record of a cine of ``n_frames`` frames that shows no contrast: status "no_contrast", no actions."""
-        _check_setting(setting)
+        check_setting(setting)
         return cls(video_id, subset, float(fps), n_frames / fps, [], None, setting, "no_contrast",
                    (False, False, False))
 

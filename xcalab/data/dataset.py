@@ -13,7 +13,7 @@ On disk a data set is a folder of feature files next to an ActivityNet-1.3 annot
 
 Seconds become grid units in one place, ``FeatureGrid.seconds_to_grid``: g = (seconds * fps - window/2) / stride.
 
-**Training crops.** A training item is cut to a random window first (``xcalab.train.crops``, the
+**Training crops.** A training item is cut to a random window first (``xcalab.data.crops``, the
 reference's ``truncate_feats``: at most ``max_seq_len`` steps, a random 90-100 % of a shorter video). The
 crop's randomness comes from a generator seeded by (seed, epoch, item index) only, never from a shared
 stream, so an item is cut the same way whichever process, worker or batch reads it. That is what lets a
@@ -39,22 +39,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from xcalab.config import Config
 from xcalab.data.annotations import FeatureGrid, VideoAnnotation, read_annotations
+from xcalab.data.crops import truncate_features
 from xcalab.errors import XcalabInputError
-from xcalab.train.crops import truncate_features
-
-#: Seed streams: every random draw of training is seeded by (seed, stream, ...), see ``derive_seed``.
-CROP_STREAM = 1
-
-
-def derive_seed(*keys: int) -> int:
-    """A 63-bit seed made from a few non-negative integers, e.g. ``derive_seed(seed, CROP_STREAM, epoch, i)``.
-
-    NumPy's ``SeedSequence`` hashes the keys, so nearby keys give unrelated seeds. Randomness seeded this
-    way has no state to save: it is a function of where we are (epoch, step, item), not of what came before.
-    """
-    state = np.random.SeedSequence([int(k) for k in keys]).generate_state(1, np.uint64)[0]
-    return int(state >> np.uint64(1))
+from xcalab.runtime import CROP_STREAM, derive_seed
 
 
 class VideoFeatures(NamedTuple):
@@ -257,6 +246,18 @@ def padded_length(lengths: Sequence[int], pad_to: int | None = None, multiple: i
     """The common length of a batch: the longest video, at least ``pad_to``, rounded up to ``multiple``."""
     length = max(max(lengths, default=1), pad_to or 0)
     return int(math.ceil(length / multiple) * multiple)
+
+
+def dataset_for(cfg: Config, features_dir: str | Path, annotations: str | Path | Mapping[str, VideoAnnotation], subset: str | None, training: bool = False) -> FeatureDataset:
+    """The ``FeatureDataset`` of one subset with the grid, feature size and crops of ``cfg``."""
+    return FeatureDataset(
+        features_dir, annotations, subset,
+        grid=FeatureGrid(stride=cfg.features.stride, window=cfg.features.window),
+        feature_dim=cfg.features.dim, training=training, max_seq_len=cfg.train.max_seq_len,
+        trunc_thresh=cfg.train.trunc_thresh, crop_ratio=cfg.train.crop_ratio, seed=cfg.seed,
+        gain_range=cfg.train.feature_gain if training else None,
+        clutter_range=cfg.train.feature_clutter if training else None,
+    )
 
 
 def collate(items: Sequence[VideoFeatures], pad_to: int | None = None, multiple: int = 1) -> Batch:

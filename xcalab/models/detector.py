@@ -20,7 +20,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from xcalab.config import ModelConfig
+from xcalab.config import Config, ModelConfig
 from xcalab.models.contrastive import (
     ContrastOutput,
     ImagewiseContrast,
@@ -205,3 +205,8 @@ class KeyframeDetector(nn.Module):
 def count_parameters(model: nn.Module) -> int:
     """Trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def build_detector(cfg: Config) -> KeyframeDetector:
+    """The detector of a configuration (feature size from ``cfg.features``)."""
+    return KeyframeDetector(cfg.model, feature_dim=cfg.features.dim, map_size=cfg.features.map_size)

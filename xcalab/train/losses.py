@@ -34,11 +34,22 @@ so that a batch with few positives does not get a huge step. The total is L_cls 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from xcalab.config import Config
+from xcalab.data.dataset import Batch
+from xcalab.models.contrastive import soft_nearest_neighbour_loss
+from xcalab.models.detector import DetectorOutput
+from xcalab.train.assign import assign_targets, concat_levels, pyramid_points
+from xcalab.train.distributed import Distributed, gather_rows
+
+#: N_0 of the loss normaliser (spec Sec. 3.8).
+INIT_LOSS_NORM = 100.0
 
 Reduction = Literal["none", "sum", "mean"]
 
@@ -202,3 +213,70 @@ def detection_losses(
         "num_pos": num_pos,
         "normaliser": norm,
     }
+
+
+# --------------------------------------------------------------------------------------------------
+# The loss of one training step: L = w_con L_con + L_cls + L_reg
+# --------------------------------------------------------------------------------------------------
+
+
+def pad_segments(segments: Sequence[Tensor], labels: Sequence[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+    """B lists of (K_b, 2) segments and (K_b,) labels -> (B, K, 2), (B, K) and a (B, K) bool mask."""
+    batch, most = len(segments), max((len(s) for s in segments), default=0)
+    device = segments[0].device if segments else torch.device("cpu")
+    padded = torch.zeros(batch, most, 2, device=device)
+    padded_labels = torch.zeros(batch, most, dtype=torch.int64, device=device)
+    mask = torch.zeros(batch, most, dtype=torch.bool, device=device)
+    for b, (s, c) in enumerate(zip(segments, labels)):
+        padded[b, : len(s)], padded_labels[b, : len(s)], mask[b, : len(s)] = s, c, True
+    return padded, padded_labels, mask
+
+
+def training_loss(
+    out: DetectorOutput,
+    batch: Batch,
+    strides: Sequence[int],
+    cfg: Config,
+    normaliser: LossNormaliser,
+    ctx: Distributed,
+) -> tuple[Tensor, dict[str, float]]:
+    """L = w_con L_con + L_cls + L_reg of one step, and its terms as numbers for the log.
+
+    out         the detector's output on the (local) batch
+    batch       the batch (segments in grid units, relative to the crops)
+    strides     the pyramid's strides
+    normaliser  the moving average N of positive points; updated here with the *global* count
+
+    Returns (the loss to back-propagate, {"loss", "cls", "reg", "con", "num_pos", "normaliser"}).
+    With W processes the returned tensor is W x this process's detection loss + the global L_con, so
+    that DDP's average over processes is the gradient of the global-batch loss; the logged terms are
+    global.
+    """
+    device = out.cls_logits[0].device
+    points = pyramid_points([c.shape[-1] for c in out.cls_logits], strides, cfg.model.regression_ranges, device)
+    segments, labels, segment_mask = pad_segments(batch.segments, batch.labels)
+    point_mask = concat_levels(out.masks)
+    targets = assign_targets(
+        points, segments, labels, segment_mask, point_mask,
+        n_classes=out.cls_logits[0].shape[1], center_radius=cfg.model.centre_radius,
+    )
+    num_pos = int(ctx.sum(targets.positive.sum()))
+    norm = normaliser.update(num_pos)
+    det = detection_losses(
+        concat_levels(out.cls_logits).float(), concat_levels(out.offsets).float(),
+        targets.cls, targets.reg, point_mask, norm,
+    )
+    loss = ctx.world_size * det["total"]
+    con = None
+    if out.contrast is not None:
+        if ctx.world_size == 1:
+            con = out.contrast.loss.float()
+        else:  # every anchor sees the positives and negatives of the whole global batch
+            foreground = gather_rows(out.contrast.foreground.float(), ctx.group)
+            background = gather_rows(out.contrast.background.float(), ctx.group)
+            con = soft_nearest_neighbour_loss(foreground, background, cfg.model.temperature)
+        loss = loss + cfg.train.contrast_weight * con
+    cls_loss, reg_loss = ctx.sum(torch.stack([det["cls"], det["reg"]]).float()).tolist()
+    con_value = None if con is None else float(con.detach())
+    total = cls_loss + reg_loss + (0.0 if con_value is None else cfg.train.contrast_weight * con_value)
+    return loss, {"loss": total, "cls": cls_loss, "reg": reg_loss, "con": con_value, "num_pos": num_pos, "normaliser": norm}
