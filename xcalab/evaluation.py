@@ -35,8 +35,8 @@ checkpoint here gives its numbers. A video where a class has no detection has no
     results.csv       the same table, one row per line, with a protocol column
     predictions.json  (``--checkpoint`` only) the model's detections, to re-score with ``--predictions``
 
-From Python: ``evaluate_files``, ``evaluate_checkpoint``, ``score_detections`` (in memory, no files) and
-``results_table_markdown``.
+From Python: ``evaluate_files``, ``evaluate_checkpoint`` and ``results_table_markdown``; the scoring itself,
+in memory and without files, is ``xcalab.scoring.score_detections``.
 """
 
 from __future__ import annotations
@@ -45,63 +45,36 @@ import argparse
 import csv
 import io
 import json
-import math
 import sys
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from xcalab.data.annotations import (
     LABELS,
     SUBSET_ALIASES,
     SUBSETS,
-    Action,
-    Keyframes,
     VideoAnnotation,
-    actions_to_keyframes,
     canonical_subset,
+    check_setting,
+    check_setting_of,
     read_annotations,
 )
 from xcalab.data.io import atomic_path
 from xcalab.errors import XcalabInputError
 from xcalab.metrics import (
-    PAPER_POPMEANS,
     PAPER_TIOUS,
     Detection,
     GroundTruth,
-    average_deviation,
-    confidence_interval,
-    keyframe_deviations,
-    mean_average_precision,
-    mean_frame_prf,
-    one_sided_ttest,
     parse_detections,
     parse_ground_truth,
     parse_label_ids,
 )
+from xcalab.scoring import CI_LEVEL, PROTOCOLS, check_scoring, score_detections
 
 if TYPE_CHECKING:  # torch is only imported when a checkpoint is scored
     from xcalab.postprocess import VideoPrediction
 
-#: The command's protocol names -> those of ``xcalab.metrics.mean_average_precision``.
-PROTOCOLS = {"all": "all", "paper": "top1"}
-PROTOCOL_NOTES = {
-    "all": "ActivityNet rules over every detection",
-    "paper": "top-1 segment per class and video, as the seed paper",
-}
-CI_LEVEL = 0.95
-#: How each keyframe number is computed (stored in metrics.json next to the numbers).
-CONVENTIONS = {
-    "ad": "mean |predicted - true| keyframe, in frames; predictions rounded to the nearest frame",
-    "ad_paper": "the reference's AD: predictions truncated, ground truth int(true - window/2); paper comparison only",
-    "prf.paper": "frame level, per-video macro average over the labels present, background included (the paper's)",
-    "prf.foreground": "frame level, per-video macro average over filling and disappearing only",
-    "ttest": "one-sided one-sample t-test of the pooled deviations, H1: mean < popmean (the paper's Table III)",
-    "ci": f"two-sided {100 * CI_LEVEL:g} % Student-t confidence interval of the mean deviation, in frames",
-}
 METRICS, TABLE_MD, TABLE_CSV, PREDICTIONS = "metrics.json", "results.md", "results.csv", "predictions.json"
 
 
@@ -120,24 +93,11 @@ def _read_json(path: Path, what: str) -> Any:
         raise XcalabInputError(path, f"not valid JSON ({err})") from None
 
 
-def _check_scoring(protocol: str, tious: Sequence[float]) -> tuple[float, ...]:
-    """Check the protocol and the tIoU thresholds; returns the thresholds as a tuple of floats."""
-    if protocol not in PROTOCOLS:
-        raise XcalabInputError("--protocol", f"must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
-    try:
-        tious = tuple(float(t) for t in tious)
-    except (TypeError, ValueError):
-        raise XcalabInputError("--tiou", f"thresholds must be numbers, got {tious!r}") from None
-    if not tious or not all(0.0 < t <= 1.0 for t in tious):
-        raise XcalabInputError("--tiou", f"thresholds must lie in (0, 1], got {list(tious)}")
-    return tious
-
-
 def _check_options(subset: str, protocol: str, tious: Sequence[float]) -> tuple[float, ...]:
     """Check every scoring option before a file is read (or a model loaded); returns the tIoUs."""
     if subset not in SUBSETS:
         raise XcalabInputError("--subset", f"must be one of {', '.join(SUBSETS)}, got {subset!r}")
-    return _check_scoring(protocol, tious)
+    return check_scoring(protocol, tious)
 
 
 def load_ground_truth(path: str | Path, subset: str) -> tuple[dict[str, Any], list[GroundTruth], list[str]]:
@@ -234,167 +194,13 @@ def _resolve_setting(path: Path, videos: Mapping[str, VideoAnnotation] | None, v
         if len(recorded) > 1:
             raise XcalabInputError(path, f"mixes problem settings {recorded} in one subset; cannot decode keyframes")
         return recorded[0] if recorded else 0
-    if setting not in LABELS:
-        raise XcalabInputError("--setting", f"must be 0, 1 or 2 (seed paper Table VIII), got {setting!r}")
-    if recorded and recorded != [setting]:
-        raise XcalabInputError(path, f"is annotated for problem setting(s) {recorded}, not setting {setting}")
+    try:
+        check_setting(setting)
+    except ValueError as err:
+        raise XcalabInputError("--setting", str(err)) from None
+    if videos is not None:
+        check_setting_of([videos[v] for v in video_ids], setting, path)
     return setting
-
-
-# --------------------------------------------------------------------------------------------------
-# Scoring (in memory)
-# --------------------------------------------------------------------------------------------------
-
-
-def _best_per_class(detections: Sequence[Detection]) -> dict[int, Detection]:
-    """The top-scoring detection of each class; on equal scores the first listed (as the ranked lists
-    ``VideoPrediction.to_activitynet`` writes, so a checkpoint's top-1 is found again)."""
-    best: dict[int, Detection] = {}
-    for d in detections:
-        if d.label_id not in best or d.score > best[d.label_id].score:
-            best[d.label_id] = d
-    return best
-
-
-def top1_keyframes(detections: Sequence[Detection], fps: float, setting: int = 0) -> Keyframes | None:
-    """Keyframes (frame coordinates, floats) from the top-scoring segment of each class of one video.
-
-    Returns:
-        ``actions_to_keyframes`` of the two top-1 segments (eq. 14, 19 or 20), or None when a class has none.
-    """
-    best = _best_per_class(detections)
-    if not {0, 1} <= best.keys():
-        return None
-    actions = [Action(LABELS[setting][c], c, (best[c].t0, best[c].t1)) for c in (0, 1)]
-    return actions_to_keyframes(actions, fps, setting)
-
-
-def _plain(x: Any) -> Any:
-    """JSON-ready values: numpy scalars and arrays to Python, NaN and infinities to None (strict JSON)."""
-    if isinstance(x, Mapping):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple, np.ndarray)):
-        return [_plain(v) for v in x]
-    if isinstance(x, (bool, np.bool_)):
-        return bool(x)
-    if isinstance(x, (int, np.integer)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(x) else None
-    return x
-
-
-def _keyframe_metrics(pairs: Sequence[tuple[Keyframes, VideoAnnotation]], window: int) -> dict[str, Any]:
-    """AD, P/R/F, per-keyframe deviations, t-tests and CIs of decoded keyframes against the true ones,
-    with the conventions of ``xcalab.scoring.score_predictions``."""
-    nearest = [list(kf.rounded()) for kf, _ in pairs]
-    truncated = [[math.trunc(v) for v in kf] for kf, _ in pairs]
-    true = [list(v.keyframes) for _, v in pairs]
-    n_frames = [max(1, round(v.duration * v.fps)) for _, v in pairs]
-    # Frame labels need indices >= 0: a segment a foreign file starts before 0 s labels from frame 0.
-    labelled = [[max(0, k) for k in kf] for kf in nearest]
-    true_frames = [[round(k) for k in kf] for kf in true]
-    deviations = {
-        "ad": keyframe_deviations(nearest, true),
-        "ad_paper": keyframe_deviations(truncated, true, paper_compatible=True, window=window),
-    }
-    with warnings.catch_warnings():
-        # Equal deviations (a perfect detector: all 0, or all 2 for ad_paper) have no spread: scipy warns of
-        # precision loss and gives t = -inf, p = 0, the right limits (stored as null and 0).
-        warnings.filterwarnings("ignore", "Precision loss", RuntimeWarning)
-        ttest = {name: [t._asdict() for t in one_sided_ttest(d, PAPER_POPMEANS)] for name, d in deviations.items()}
-    return {
-        "ad": average_deviation(nearest, true, window=window),
-        "ad_paper": average_deviation(truncated, true, paper_compatible=True, window=window),
-        "deviations": {
-            name: dict(zip(Keyframes._fields, d.mean(axis=0))) for name, d in deviations.items()
-        },
-        "prf": {
-            convention: mean_frame_prf(labelled, true_frames, n_frames, convention=convention)._asdict()
-            for convention in ("paper", "foreground")
-        },
-        "ttest": {"popmeans": list(PAPER_POPMEANS), **ttest},
-        "ci": {"level": CI_LEVEL, **{name: list(confidence_interval(d, CI_LEVEL)) for name, d in deviations.items()}},
-    }
-
-
-def score_detections(
-    detections: Sequence[Detection],
-    ground_truth: Sequence[GroundTruth],
-    video_ids: Sequence[str],
-    labels: Mapping[int, str],
-    videos: Mapping[str, VideoAnnotation] | None = None,
-    protocol: str = "all",
-    tious: Sequence[float] = PAPER_TIOUS,
-    setting: int = 0,
-    window: int = 4,
-) -> dict[str, Any]:
-    """Score detections against the ground truth of one subset; no files are read or written.
-
-    Args:
-        detections: every detection, of any video (those outside ``video_ids`` are false positives).
-        ground_truth: the segments of the evaluated videos.
-        video_ids: the evaluated videos (a video without detections is a video where nothing was found).
-        labels: label_id -> name, for the report.
-        videos: xcalab records with keyframes, fps and duration, for the keyframe metrics; None: mAP only.
-        protocol: "all" (ActivityNet) or "paper" (top-1 segment per class and video).
-        tious: the tIoU thresholds, in (0, 1].
-        setting: problem setting of the keyframe formula (eq. 14, 19, 20).
-        window: frames per feature step, for ``ad_paper``.
-
-    Returns:
-        the JSON-ready metrics dict written to metrics.json (see the module docstring); keyframe entries are
-        None when ``videos`` is None or no video's keyframes could be decoded.
-    """
-    tious = _check_scoring(protocol, tious)
-    result = mean_average_precision(detections, ground_truth, tious, protocol=PROTOCOLS[protocol])
-    names = {c: labels.get(c, str(c)) for c in result.labels}
-
-    per_video: dict[str, list[Detection]] = {vid: [] for vid in video_ids}
-    for d in detections:
-        if d.video_id in per_video:
-            per_video[d.video_id].append(d)
-    best = {vid: _best_per_class(dets) for vid, dets in per_video.items()}
-    # A class without any detection leaves a video without keyframes: listed, never dropped silently.
-    missing = {vid: [names[c] for c in result.labels if c not in best[vid]] for vid in per_video}
-    missing = {vid: classes for vid, classes in missing.items() if classes}
-
-    pairs = []
-    for vid, dets in per_video.items():
-        truth = None if videos is None else videos.get(vid)
-        if vid in missing or truth is None or truth.keyframes is None:
-            continue
-        kf = top1_keyframes(dets, truth.fps, setting)
-        if kf is not None:
-            pairs.append((kf, truth))
-    if pairs:
-        keyframes = _keyframe_metrics(pairs, window)
-    else:
-        keyframes = dict.fromkeys(("ad", "ad_paper", "deviations", "prf", "ttest", "ci"))
-
-    metrics = {
-        "protocol": protocol,
-        "protocol_note": PROTOCOL_NOTES[protocol],
-        "tiou": list(result.tious),
-        "ap": {names[c]: list(row) for c, row in zip(result.labels, result.ap)},
-        "map_per_tiou": list(result.map),
-        "mAP": result.average_map,
-        "label_ids": {name: c for c, name in names.items()},
-        "setting": setting,
-        "window": window,
-        "n_videos": len(video_ids),
-        "n_detections": len(detections),
-        "n_outside_subset": sum(1 for d in detections if d.video_id not in per_video),
-        "n_missing": len(missing),
-        "missing": missing,
-        "n_keyframes": len(pairs),
-        "keyframe_note": None if pairs else (
-            "the annotations carry no frame rates" if videos is None else "no video's keyframes could be decoded"
-        ),
-        **keyframes,
-        "conventions": CONVENTIONS,
-    }
-    return _plain(metrics)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -596,11 +402,7 @@ def evaluate_checkpoint(
     annotations_path = features_dir / "annotations.json" if annotations_path is None else Path(annotations_path)
     model, cfg = load_detector(checkpoint_path, device=resolve_device(device))
     videos = read_annotations(annotations_path)
-    wrong = sorted({v.setting for v in videos.values() if v.subset == subset} - {cfg.setting})
-    if wrong:
-        raise XcalabInputError(
-            annotations_path, f"is annotated for problem setting(s) {wrong}; the checkpoint predicts setting {cfg.setting}"
-        )
+    check_setting_of([v for v in videos.values() if v.subset == subset], cfg.setting, annotations_path)
     dataset = dataset_for(cfg, features_dir, videos, subset)
     if not len(dataset):
         raise XcalabInputError(annotations_path, f"no videos of subset {subset!r}")

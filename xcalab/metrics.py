@@ -344,14 +344,21 @@ def precision_recall_curve(
     return hits / np.arange(1, len(ranked) + 1), hits / len(ground_truth)
 
 
-def top1_per_class(detections: Iterable[Detection]) -> list[Detection]:
+def top1_per_class(detections: Iterable[Detection], ties: Literal["content", "listed"] = "content") -> list[Detection]:
     """The paper's protocol: keep the highest-scoring detection of each class in each video.
+
+    ties  which of equally scored detections wins: "content" ranks them by (video id, t0, t1, label id), as
+          every metric here does (the result never depends on input order); "listed" keeps the first in the
+          input, for a list already ranked by a decoder (``postprocess``, a checkpoint's predictions.json)
 
     A class never detected in a video simply has no detection there (its ground truth counts as missed);
     the reference would leave an uninitialised slot. Returns the kept detections, best first.
     """
+    if ties not in ("content", "listed"):
+        raise ValueError(f'ties must be "content" or "listed", got {ties!r}')
+    key = _rank_key if ties == "content" else (lambda d: -float(d.score))  # sorted() is stable: listed order stays
     best: dict[tuple[str, int], Detection] = {}
-    for d in sorted(detections, key=_rank_key):
+    for d in sorted(detections, key=key):
         best.setdefault((str(d.video_id), int(d.label_id)), d)
     return list(best.values())
 

@@ -26,10 +26,10 @@ below:
    Soft-NMS one.
 4. **Rank**: sort by score, keep max_seg_num. Convert to seconds with ``FeatureGrid.grid_to_seconds``
    ((stride g + window/2) / fps) and clamp to [0, duration].
-5. **Top-1 per class** (``best_per_class``): the first segment of each class in that ranking. These two
+5. **Top-1 per class** (``xcalab.metrics.top1_per_class``): the first segment of each class in that ranking. These two
    segments are the paper's prediction; mAP is scored on them.
 6. **Keyframes** from the two top-1 segments by the problem setting (seed paper eqs. 14, 19, 20;
-   ``actions_to_keyframes``). Setting 0: start = s0, apex = (e0 + s1)/2, end = e1.
+   ``top1_keyframes``). Setting 0: start = s0, apex = (e0 + s1)/2, end = e1.
 
 Two cases the reference gets wrong are reported instead:
 
@@ -53,8 +53,15 @@ from typing import Any, Literal, NamedTuple
 import torch
 from torch import Tensor
 
-from xcalab.data.annotations import LABELS, Action, FeatureGrid, Keyframes, actions_to_keyframes
-from xcalab.metrics import Detection
+from xcalab.data.annotations import (
+    LABELS,
+    Action,
+    FeatureGrid,
+    Keyframes,
+    actions_to_keyframes,
+    check_setting,
+)
+from xcalab.metrics import Detection, top1_per_class
 
 #: Added to every segment length in Soft-NMS's IoU (the reference's guard against empty segments).
 NMS_LENGTH_EPS = 1e-6
@@ -307,17 +314,17 @@ def segment_voting(kept: Tensor, candidates: Tensor, candidate_scores: Tensor, i
 # --------------------------------------------------------------------------------------------------
 
 
-def best_per_class(labels: Tensor, n_classes: int = 2) -> list[int | None]:
-    """Step 5: index of the first segment of each class in a ranked list (None when the class is absent).
-
-    Args:
-        labels: [N] int classes of segments sorted by score, best first.
+def top1_keyframes(detections: Sequence[Detection], fps: float, setting: int = 0) -> Keyframes | None:
+    """Steps 5-6: keyframes (frame coordinates, floats) from the top-scoring segment of each class of one
+    video (on equal scores the first listed: ``detections`` is a ranked list), or None when a class has none.
+    The one place keyframes come from detections: ``decode_video`` and ``xcalab.scoring`` both call it.
     """
-    found = []
-    for c in range(n_classes):
-        hits = torch.nonzero(labels == c)
-        found.append(int(hits[0, 0]) if len(hits) else None)
-    return found
+    check_setting(setting)
+    best = {d.label_id: d for d in top1_per_class(detections, ties="listed")}
+    if not {0, 1} <= best.keys():
+        return None
+    actions = [Action(LABELS[setting][c], c, (best[c].t0, best[c].t1)) for c in (0, 1)]
+    return actions_to_keyframes(actions, fps, setting)
 
 
 @dataclass(frozen=True, eq=False)
@@ -372,7 +379,7 @@ class VideoPrediction:
         if rounding == "nearest":
             return self.keyframes.rounded()
         if rounding == "truncate":
-            return Keyframes(*(math.trunc(v) for v in self.keyframes))
+            return self.keyframes.truncated()
         raise ValueError(f'rounding must be "nearest" or "truncate", got {rounding!r}')
 
 
@@ -423,8 +430,7 @@ def decode_video(
     Returns:
         ``VideoPrediction``.
     """
-    if setting not in LABELS:
-        raise ValueError(f"problem setting must be 0, 1 or 2 (seed paper Table VIII), got {setting!r}")
+    check_setting(setting)
     label_names = LABELS[setting]
     candidates, funnel = _decode_levels(cls_logits_per_level, offsets_per_level, masks_per_level, strides, config)
     n_classes = len(funnel.above_thresh)
@@ -442,19 +448,13 @@ def decode_video(
     segments, scores, labels = segments[order], scores[order], labels[order]
     seconds = grid.grid_to_seconds(segments, fps).clamp(min=0.0, max=float(duration))
 
-    top1, missing = [], {}
-    for c, i in enumerate(best_per_class(labels, n_classes)):
-        if i is None:
-            missing[label_names[c]] = _why_missing(c, funnel, config)
-        else:
-            t0, t1 = seconds[i].tolist()
-            top1.append(Detection(video_id, c, t0, t1, float(scores[i])))
-
-    keyframes, ordered = None, None
-    if not missing:
-        actions = [Action(label_names[d.label_id], d.label_id, (d.t0, d.t1)) for d in top1]
-        keyframes = actions_to_keyframes(actions, fps, setting)
-        ordered = bool(keyframes.start <= keyframes.apex <= keyframes.end)
+    ranked = [Detection(video_id, int(c), t0, t1, float(p))
+              for (t0, t1), p, c in zip(seconds.tolist(), scores.tolist(), labels.tolist())]
+    top1 = sorted(top1_per_class(ranked, ties="listed"), key=lambda d: d.label_id)
+    found = {d.label_id for d in top1}
+    missing = {label_names[c]: _why_missing(c, funnel, config) for c in range(n_classes) if c not in found}
+    keyframes = None if missing else top1_keyframes(top1, fps, setting)
+    ordered = None if keyframes is None else bool(keyframes.start <= keyframes.apex <= keyframes.end)
     return VideoPrediction(
         video_id, seconds, scores, labels, tuple(label_names), tuple(top1), keyframes, ordered, missing, setting, float(fps)
     )

@@ -6,10 +6,9 @@ import pytest
 import torch
 
 from xcalab.data.annotations import FeatureGrid, keyframes_to_actions
-from xcalab.metrics import parse_detections
+from xcalab.metrics import Detection, parse_detections, top1_per_class
 from xcalab.postprocess import (
     PostprocessConfig,
-    best_per_class,
     decode_batch,
     decode_candidates,
     decode_video,
@@ -157,10 +156,19 @@ def test_voting_in_the_decode_path():
 # --------------------------------------------------------------------------------------------------
 
 
-def test_best_per_class():
-    assert best_per_class(torch.tensor([1, 1, 0, 1, 0])) == [2, 0]
-    assert best_per_class(torch.tensor([1, 1])) == [None, 0]
-    assert best_per_class(torch.tensor([], dtype=torch.long)) == [None, None]
+def _ranked(labels):
+    """Equally scored detections of one video, t0 = rank: only the listed order can pick the top-1."""
+    return [Detection("v", c, float(i), float(i) + 1.0, 0.5) for i, c in enumerate(labels)]
+
+
+def test_top1_of_a_ranked_list_is_the_first_of_each_class():
+    assert [(d.label_id, d.t0) for d in top1_per_class(_ranked([1, 1, 0, 1, 0]), ties="listed")] == [(1, 0.0), (0, 2.0)]
+    assert [(d.label_id, d.t0) for d in top1_per_class(_ranked([1, 1]), ties="listed")] == [(1, 0.0)]
+    assert top1_per_class([], ties="listed") == []
+    # content ties (the metrics' rule) would pick the same here: t0 grows with the rank
+    assert top1_per_class(_ranked([1, 1, 0, 1, 0])) == top1_per_class(_ranked([1, 1, 0, 1, 0]), ties="listed")
+    with pytest.raises(ValueError, match="ties"):
+        top1_per_class(_ranked([0]), ties="random")
 
 
 def test_top1_per_class_and_formats():

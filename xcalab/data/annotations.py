@@ -143,6 +143,10 @@ class Keyframes(NamedTuple):
         """The nearest frame indices."""
         return Keyframes(*(int(math.floor(v + 0.5)) for v in self))
 
+    def truncated(self) -> Keyframes:
+        """int() of each keyframe, as the reference converts predictions to frames."""
+        return Keyframes(*(math.trunc(v) for v in self))
+
 
 class Action(NamedTuple):
     """One labelled temporal segment, in seconds."""
