@@ -22,7 +22,7 @@ import numpy as np
 
 def measure(size: int, n_frames: int, fps: float, device: str = "cpu") -> dict[str, float]:
     from xcalab.data.synth.simulator import simulate_sequence
-    from xcalab.locate import load_locator
+    from xcalab.locator import load_locator
     from xcalab.pipeline import shipped_detector_path
     from xcalab.viz.explorer import AttentionExplorer
 

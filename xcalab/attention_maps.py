@@ -1,6 +1,6 @@
 """Every attention map of one cine, computed once, each with its kind and range: what the explorer draws.
 
-    from xcalab.locate import load_locator
+    from xcalab.locator import load_locator
     maps = sequence_maps(seq, load_locator("data/weights/detector-teach-sta-ipcon-seed0.pt"))
     maps.names("step")              # ['TA', 'TA.input_gate', ..., 'A', 'STA', 'foreground', ...]
     maps.step_of_frame(17)          # the feature step whose window holds frame 17 (None past the last one)
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from xcalab.data.io import Sequence
+from xcalab.locator import locate_sequence
 from xcalab.models.detector import UNIT_RANGE, MapKind
 
 #: Curves over the steps that sit beside the detector's maps (the decision reads them).
@@ -36,7 +37,7 @@ VESSEL_CURVE = "vessel curve"
 class SequenceMaps:
     """One cine's maps under one model.
 
-    result   the ``xcalab.locate.LocateResult`` of the forward (record, scores, decision, the cine)
+    result   the ``xcalab.locator.LocateResult`` of the forward (record, scores, decision, the cine)
     maps     name -> array: "step" (T, S, S), "band" (heads, T_l, 2w + 1), "curve" (T,), "points" (2,)
     kinds    name -> ``MapKind``
     stride   analysed frames between steps; window: analysed frames per step
@@ -133,11 +134,10 @@ class SequenceMaps:
 
 
 def sequence_maps(seq: Sequence, locator, result=None) -> SequenceMaps:
-    """Every map of ``seq`` under ``locator`` (an ``xcalab.locate.Locator``), from one forward.
+    """Every map of ``seq`` under ``locator`` (an ``xcalab.locator.Locator``), from one forward.
 
     result: a ``LocateResult`` of this cine and these weights that already holds attention (reused as is).
     """
-    from xcalab.locate import locate_sequence
 
     if result is None or result.attention is None:
         result = locate_sequence(seq, locator, return_attention=True)

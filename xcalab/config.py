@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,53 @@ from xcalab.errors import XcalabInputError
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 PRESETS = ("smoke", "teach", "paper")
+#: Shipped weights (the vessel extractor, the teach and locate detectors), committed with the code.
+WEIGHTS_DIR = REPO_ROOT / "data" / "weights"
+
+
+# --------------------------------------------------------------------------------------------------
+# The scenario vocabulary of archive-like cines (the simulator draws them: ``xcalab.data.synth.scenarios``)
+# --------------------------------------------------------------------------------------------------
+
+#: What a cine of an archive holds: the whole passage, a recording that stops before the washout ends,
+#: one that starts after contrast entered, or no contrast at all.
+SCENARIOS = ("ok", "partial_end", "partial_start", "no_contrast")
+#: The shortest scenario cine, frames (the simulator's shortest run).
+MIN_FRAMES = 8
+
+
+def frame_counts(durations_s: tuple[float, float], fps: float) -> range:
+    """The cine lengths N (frames) whose duration N / fps lies in ``durations_s`` = (min, max) seconds.
+
+    Raises ValueError for a bad range, or one that holds no whole number of frames >= ``MIN_FRAMES`` at ``fps``.
+    """
+    check_durations(durations_s)
+    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps must be a positive number, got {fps!r}")
+    lo, hi = durations_s
+    first, last = math.ceil(lo * fps - 1e-9), math.floor(hi * fps + 1e-9)
+    first = max(first, MIN_FRAMES)
+    if first > last:
+        raise ValueError(f"durations_s {tuple(durations_s)} hold no cine of >= {MIN_FRAMES} whole frames at {fps} fps")
+    return range(first, last + 1)
+
+
+def check_durations(durations_s) -> tuple[float, float]:
+    """``durations_s`` as (min, max) seconds after checking 0 < min <= max (finite numbers)."""
+    if not (isinstance(durations_s, (tuple, list)) and len(durations_s) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in durations_s)):
+        raise ValueError(f"durations_s must be (min, max) seconds, got {durations_s!r}")
+    lo, hi = (float(v) for v in durations_s)
+    if not 0 < lo <= hi:
+        raise ValueError(f"durations_s must satisfy 0 < min <= max, got {tuple(durations_s)}")
+    return lo, hi
+
+
+def check_scenario(scenario: str) -> str:
+    """``scenario`` after checking it names one of ``SCENARIOS``."""
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
+    return scenario
 
 
 @dataclass(frozen=True)
@@ -50,7 +98,7 @@ class SynthConfig:
     durations_s   None: every cine shows its whole passage, the timeline squeezed into ``frames`` when it is
                   too long (today's builds); (min, max) seconds: archive-like cines of natural time scale
                   (no squeeze) lasting min-max s, which ``frames`` must cover at every frame rate
-    scenarios     () : full cines; else cine i is one of these ``xcalab.data.synth.scenarios.SCENARIOS``
+    scenarios     () : full cines; else cine i is one of these ``SCENARIOS``
                   ("ok", "partial_end", "partial_start", "no_contrast"), cycling so that every subset mixes
                   scenarios, frame rates and trees in balance; repeat a name to weight it, e.g.
                   ("ok", "ok", "partial_end", "partial_start", "no_contrast"). Needs ``durations_s``.
@@ -83,9 +131,6 @@ class SynthConfig:
         if self.durations_s is None:
             raise ValueError(f"scenarios {self.scenarios} need durations_s=(min, max) seconds: a scenario cine "
                              "keeps the natural time scale, so its length is set in seconds")
-        # Imported here: the scenario names live with the simulator, and only these configs need numpy.
-        from xcalab.data.synth.scenarios import check_durations, check_scenario, frame_counts
-
         for name in self.scenarios:
             check_scenario(name)
         check_durations(self.durations_s)

@@ -391,8 +391,8 @@ def evaluate_checkpoint(
     # Imported here: torch and the model are only needed when a checkpoint is scored.
     from xcalab.data.dataset import dataset_for
     from xcalab.inference import predict
+    from xcalab.models.detector import load_detector
     from xcalab.runtime import resolve_device
-    from xcalab.train.checkpoint import load_detector
 
     checkpoint_path, features_dir, out_dir = Path(checkpoint_path), Path(features_dir), Path(out_dir)
     subset = canonical_subset(subset)

@@ -48,6 +48,7 @@ from xcalab.inference import (
     ordered_pair,
     resample_index,
 )
+from xcalab.locator import load_locator, locate_sequence
 from xcalab.pipeline import WEIGHTS_DIR, export_detector
 
 REPORT_DIR = REPO_ROOT / "figures" / "locate"
@@ -195,7 +196,6 @@ def measure_locate(locator, build_dir: Path, subset: str = "test", progress: boo
 
     from xcalab.data.io import read_sequence, write_dicom
     from xcalab.data.synth.benchmark import load_benchmark
-    from xcalab.locate import locate_sequence
 
     bench = load_benchmark(build_dir)
     rows = []
@@ -255,7 +255,6 @@ def score_on_teach(locator, seed: int = 0, progress: bool = True) -> dict[str, A
 def train_locate(seed: int = 0, workers: int = 2, progress: bool = True, out: str | Path | None = None,
                  measure: bool = True) -> dict[str, Any]:
     """Stages 1-5 (see the module docstring); returns what was measured. Resumable at every stage."""
-    from xcalab.locate import load_locator
     from xcalab.train.loop import train
 
     cfg = locate_training_config(seed)

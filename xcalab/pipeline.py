@@ -34,22 +34,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from xcalab.config import ACTIONFORMER, REPO_ROOT, Config, config_from_dict
+from xcalab.config import ACTIONFORMER, WEIGHTS_DIR, Config, config_from_dict
 from xcalab.data.annotations import VideoAnnotation, read_annotations, write_annotations
 from xcalab.data.dataset import FeatureDataset, dataset_for
 from xcalab.data.io import Sequence, atomic_path
 from xcalab.errors import XcalabInputError
+from xcalab.models.detector import load_detector, read_checkpoint
 from xcalab.runtime import resolve_device
-from xcalab.train.checkpoint import (
-    BEST,
-    CHECKPOINT,
-    CONFIG,
-    CSV_LOG,
-    LOG,
-    load_detector,
-    read_checkpoint,
-    save_checkpoint,
-)
+from xcalab.train.checkpoint import BEST, CHECKPOINT, CONFIG, CSV_LOG, LOG, save_checkpoint
 from xcalab.train.loop import train
 
 #: Every row of the paper's Tables II, IV and V as model switches (on top of the preset's sizes).
@@ -67,7 +59,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "STA-IPCon": {"long_term": "STA", "imagewise": True, "patchwise": True, "short_term": True},
 }
 
-WEIGHTS_DIR = REPO_ROOT / "data" / "weights"
 
 
 def variant_slug(variant: str) -> str:

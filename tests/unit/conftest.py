@@ -25,7 +25,7 @@ def one_thread_and_a_private_feature_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def teach_locator():
     """The shipped teach detector as ``xcalab locate`` loads it (CPU)."""
-    from xcalab.locate import load_locator
+    from xcalab.locator import load_locator
     from xcalab.pipeline import shipped_detector_path
 
     return load_locator(shipped_detector_path("STA-IPCon"), device="cpu")

@@ -24,7 +24,7 @@ def sa_locator(teach_locator):
     """An untrained SA detector of the teach shape: a second variant to sit beside STA."""
     import torch
 
-    from xcalab.locate import locator_for_model
+    from xcalab.locator import locator_for_model
     from xcalab.models.detector import KeyframeDetector
 
     cfg = teach_locator.cfg
@@ -155,7 +155,7 @@ def test_sa_and_sta_side_by_side(teach_locator, sa_locator, small_cine):
 
 
 def test_a_locate_result_is_explored_without_a_second_forward(teach_locator, small_cine):
-    from xcalab.locate import locate_sequence
+    from xcalab.locator import locate_sequence
 
     result = locate_sequence(small_cine, teach_locator, return_attention=True)
     explorer = AttentionExplorer({"located": result}, {"STA": teach_locator})

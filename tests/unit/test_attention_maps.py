@@ -139,7 +139,7 @@ def test_ranges_are_fixed_or_observed_and_bad_requests_fail():
 
 
 def test_sequence_maps_of_a_real_cine_match_locate(teach_locator, small_cine):
-    from xcalab.locate import locate_sequence
+    from xcalab.locator import locate_sequence
 
     maps = sequence_maps(small_cine, teach_locator)
     plain = locate_sequence(small_cine, teach_locator)

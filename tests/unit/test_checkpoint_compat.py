@@ -10,7 +10,8 @@ import torch
 from xcalab.config import apply_overrides, get_preset
 from xcalab.data.dataset import dataset_for
 from xcalab.inference import predict
-from xcalab.train.checkpoint import BEST, CHECKPOINT, load_detector
+from xcalab.models.detector import load_detector
+from xcalab.train.checkpoint import BEST, CHECKPOINT
 from xcalab.train.loop import train
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "run-133b58f"

@@ -17,9 +17,9 @@ from xcalab.data.dataset import dataset_for
 from xcalab.evaluation import evaluate_checkpoint, evaluate_files, results_table_markdown
 from xcalab.inference import evaluate
 from xcalab.metrics import PAPER_POPMEANS, Detection
-from xcalab.models.detector import build_detector
+from xcalab.models.detector import build_detector, load_detector
 from xcalab.postprocess import top1_keyframes
-from xcalab.train.checkpoint import load_detector, save_checkpoint
+from xcalab.train.checkpoint import save_checkpoint
 
 FPS, N_FRAMES = 10.0, 50
 # Two test cines and one training cine, keyframes in frames; at 10 fps the actions are

@@ -13,7 +13,8 @@ import torch
 from xcalab.data.io import read_sequence, write_dicom, write_npy
 from xcalab.data.synth.simulator import simulate_sequence
 from xcalab.errors import XcalabInputError
-from xcalab.locate import CSV_FIELDS, SCHEMA, discover_cines, end_diastolic_frames, load_locator, locate, main
+from xcalab.locate import CSV_FIELDS, discover_cines, locate, main
+from xcalab.locator import SCHEMA, end_diastolic_frames, load_locator
 from xcalab.pipeline import shipped_detector_path
 
 TEACH = shipped_detector_path("STA-IPCon")
@@ -189,7 +190,7 @@ def test_end_diastolic_frames_inside_the_plateau_nearest_the_apex_first():
 
 
 def test_plateau_runs_from_the_apex_while_the_curve_stays_high():
-    from xcalab.locate import plateau_frames
+    from xcalab.locator import plateau_frames
 
     t = np.arange(10) * 0.5
     curve = np.array([0.0, 0.2, 0.9, 1.0, 0.8, 0.6, 0.75, 0.3, 0.1, 0.0])
@@ -204,7 +205,7 @@ def test_plateau_runs_from_the_apex_while_the_curve_stays_high():
 
 @pytest.fixture(scope="module")
 def shipped():
-    from xcalab.locate import DEFAULT_WEIGHTS
+    from xcalab.locator import DEFAULT_WEIGHTS
 
     return load_locator(DEFAULT_WEIGHTS, device="cpu")
 
@@ -223,7 +224,7 @@ STATUS_CASES = [(scenario, fps) for scenario in ("ok", "partial_end", "partial_s
 @pytest.fixture(scope="module")
 def status_results(shipped):
     from xcalab.data.synth.scenarios import simulate_scenario
-    from xcalab.locate import locate_sequence
+    from xcalab.locator import locate_sequence
 
     out = {}
     for i, (scenario, fps) in enumerate(STATUS_CASES):

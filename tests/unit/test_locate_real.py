@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from xcalab.locate import DEFAULT_WEIGHTS, load_locator, locate
+from xcalab.locate import locate
+from xcalab.locator import DEFAULT_WEIGHTS, load_locator
 
 REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real"
 RCA = REAL / "xa_rca_cine_96f_30fps.dcm"

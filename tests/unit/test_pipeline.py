@@ -20,6 +20,7 @@ from xcalab.data.annotations import FeatureGrid, read_annotations
 from xcalab.data.dataset import collate
 from xcalab.data.synth.benchmark import plan
 from xcalab.inference import predict
+from xcalab.models.detector import load_detector
 from xcalab.pipeline import (
     VARIANTS,
     check_variant,
@@ -32,7 +33,7 @@ from xcalab.pipeline import (
     variant_config,
     variant_slug,
 )
-from xcalab.train.checkpoint import BEST, CHECKPOINT, load_detector
+from xcalab.train.checkpoint import BEST, CHECKPOINT
 
 SMOKE = get_preset("smoke")
 SWITCHES = ("long_term", "imagewise", "patchwise", "short_term")
@@ -385,8 +386,8 @@ def test_the_shipped_teach_detector_is_the_teach_preset():
     import json
 
     from xcalab.config import get_preset
+    from xcalab.models.detector import load_detector, read_checkpoint
     from xcalab.pipeline import _same_training, shipped_detector_path, variant_config
-    from xcalab.train.checkpoint import load_detector, read_checkpoint
 
     path = shipped_detector_path("STA-IPCon")
     model, saved = load_detector(path)

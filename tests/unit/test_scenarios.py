@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pytest
 
-from xcalab.config import CONFIGS, PRESETS, SynthConfig, get_preset, locate_config
+from xcalab.config import CONFIGS, PRESETS, SCENARIOS, SynthConfig, frame_counts, get_preset, locate_config
 from xcalab.data.annotations import VideoAnnotation, read_annotations, write_annotations
 from xcalab.data.synth import (
     KeyframeRule,
@@ -27,15 +27,7 @@ from xcalab.data.synth import (
 from xcalab.data.synth import scenarios as scenario_module
 from xcalab.data.synth.benchmark import _build_info, _summary_npz, default_out_dir, main, plan
 from xcalab.data.synth.params import sample_injection, sample_params
-from xcalab.data.synth.scenarios import (
-    KEYFRAMES_PRESENT,
-    MARGINS_S,
-    SCENARIOS,
-    STATUS,
-    frame_counts,
-    plan_scenario,
-    simulate_scenario,
-)
+from xcalab.data.synth.scenarios import KEYFRAMES_PRESENT, MARGINS_S, STATUS, plan_scenario, simulate_scenario
 from xcalab.data.synth.simulator import contrast_passage, render
 from xcalab.errors import XcalabInputError
 

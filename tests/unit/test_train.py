@@ -15,8 +15,8 @@ from xcalab.data.annotations import VideoAnnotation, write_annotations
 from xcalab.data.dataset import dataset_for
 from xcalab.errors import XcalabInputError
 from xcalab.inference import evaluate, predict
-from xcalab.models.detector import KeyframeDetector
-from xcalab.train.checkpoint import RunLock, load_detector
+from xcalab.models.detector import KeyframeDetector, load_detector
+from xcalab.train.checkpoint import RunLock
 from xcalab.train.loop import train
 from xcalab.train.losses import pad_segments
 from xcalab.train.optim import (

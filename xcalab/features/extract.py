@@ -46,6 +46,7 @@ from xcalab.data.io import Sequence, atomic_path, read_sequence
 from xcalab.errors import XcalabInputError
 from xcalab.features.classical import frangi_maps, frangi_structureness_scale, oracle_maps, raw_maps
 from xcalab.features.svsnet import TARGET_INDEX, WINDOW
+from xcalab.features.train import load_extractor
 from xcalab.runtime import resolve_device
 
 SOURCES = ("learned", "frangi", "raw", "oracle")
@@ -214,8 +215,6 @@ def window_maps(
     _check_long_enough(seq)
     if source == "learned":
         if extractor is None:
-            from xcalab.features.train import load_extractor
-
             extractor = load_extractor()
         return learned_maps(seq, extractor, stride, batch_size, device, work_size, progress)
     if source == "frangi":
@@ -326,8 +325,6 @@ def extract_features(
     check_source(source)
     feature_grid(stride)
     if source == "learned" and extractor is None:
-        from xcalab.features.train import load_extractor
-
         extractor = load_extractor()
     size = _resolved_work_size(source, extractor, work_size)
     cache = FeatureCache(cache) if isinstance(cache, (str, Path)) else cache
@@ -413,8 +410,6 @@ def export_features(
     if out_dir.exists() and not out_dir.is_dir():
         raise XcalabInputError(out_dir, "the output path exists and is not a folder")
     if source == "learned" and extractor is None:
-        from xcalab.features.train import load_extractor
-
         extractor = load_extractor()
     cache = FeatureCache(cache) if isinstance(cache, (str, Path)) else cache
     size = _resolved_work_size(source, extractor, work_size)
@@ -512,8 +507,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         extractor = None
         if args.source == "learned":
-            from xcalab.features.train import load_extractor
-
             extractor = load_extractor(args.weights)
         manifest = export_features(
             args.inputs,

@@ -15,12 +15,15 @@ imagewise=False and patchwise=False the network is ActionFormer (Table II's base
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import json
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from xcalab.config import Config, ModelConfig
+from xcalab.config import Config, ModelConfig, config_from_dict
+from xcalab.errors import XcalabInputError
 from xcalab.models.contrastive import (
     ContrastOutput,
     ImagewiseContrast,
@@ -207,6 +210,39 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+# --------------------------------------------------------------------------------------------------
+# The detector of a configuration, and of a weights file (``best.pt``, ``checkpoint.pt`` or shipped weights)
+# --------------------------------------------------------------------------------------------------
+
+
 def build_detector(cfg: Config) -> KeyframeDetector:
     """The detector of a configuration (feature size from ``cfg.features``)."""
     return KeyframeDetector(cfg.model, feature_dim=cfg.features.dim, map_size=cfg.features.map_size)
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """``torch.load(path, weights_only=True)`` with clear errors for a missing or foreign file."""
+    path = Path(path)
+    if not path.is_file():
+        raise XcalabInputError(path, "no such checkpoint")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # an unpickling error means code or foreign objects: refuse, and never advise
+        # loading it unsafely (torch's message suggests weights_only=False): keep only its first line
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if "weights_only" in first or "Weights only load failed" in first:
+            first = "it holds pickled objects or code, which xcalab never loads"
+        raise XcalabInputError(path, f"not an xcalab checkpoint (weights) file that loads safely ({first})") from None
+    if not isinstance(ckpt, dict) or "ema" not in ckpt or "meta" not in ckpt:
+        raise XcalabInputError(path, "not an xcalab checkpoint (needs 'ema' weights and 'meta')")
+    return ckpt
+
+
+def load_detector(checkpoint_path: str | Path, device: str | torch.device = "cpu") -> tuple[KeyframeDetector, Config]:
+    """The EMA weights of ``checkpoint.pt`` or ``best.pt`` in a detector (eval mode), and the run's config."""
+    ckpt = read_checkpoint(checkpoint_path, map_location="cpu")
+    meta = json.loads(ckpt["meta"])
+    cfg = config_from_dict(meta["config"], where=checkpoint_path)
+    model = build_detector(cfg)
+    model.load_state_dict(ckpt["ema"])
+    return model.to(device).eval(), cfg

@@ -36,10 +36,9 @@ import numpy as np
 import torch
 
 from xcalab import __version__ as xcalab_version
-from xcalab.config import TRAINING_FIELDS, Config, config_from_dict, config_to_dict
+from xcalab.config import TRAINING_FIELDS, Config, config_to_dict
 from xcalab.data.io import atomic_path
 from xcalab.errors import XcalabInputError
-from xcalab.models.detector import KeyframeDetector, build_detector
 from xcalab.runtime import PROCESS_STREAM, derive_seed
 
 CHECKPOINT, BEST, LOG, CSV_LOG, CONFIG = "checkpoint.pt", "best.pt", "log.jsonl", "epochs.csv", "config.json"
@@ -103,34 +102,6 @@ def save_checkpoint(path: str | Path, payload: Mapping[str, Any]) -> Path:
     with atomic_path(path) as tmp:
         torch.save(dict(payload), tmp)
     return path
-
-
-def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """``torch.load(path, weights_only=True)`` with clear errors for a missing or foreign file."""
-    path = Path(path)
-    if not path.is_file():
-        raise XcalabInputError(path, "no such checkpoint")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # an unpickling error means code or foreign objects: refuse, and never advise
-        # loading it unsafely (torch's message suggests weights_only=False): keep only its first line
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        if "weights_only" in first or "Weights only load failed" in first:
-            first = "it holds pickled objects or code, which xcalab never loads"
-        raise XcalabInputError(path, f"not an xcalab checkpoint (weights) file that loads safely ({first})") from None
-    if not isinstance(ckpt, dict) or "ema" not in ckpt or "meta" not in ckpt:
-        raise XcalabInputError(path, "not an xcalab checkpoint (needs 'ema' weights and 'meta')")
-    return ckpt
-
-
-def load_detector(checkpoint_path: str | Path, device: str | torch.device = "cpu") -> tuple[KeyframeDetector, Config]:
-    """The EMA weights of ``checkpoint.pt`` or ``best.pt`` in a detector (eval mode), and the run's config."""
-    ckpt = read_checkpoint(checkpoint_path, map_location="cpu")
-    meta = json.loads(ckpt["meta"])
-    cfg = config_from_dict(meta["config"], where=checkpoint_path)
-    model = build_detector(cfg)
-    model.load_state_dict(ckpt["ema"])
-    return model.to(device).eval(), cfg
 
 
 # --------------------------------------------------------------------------------------------------

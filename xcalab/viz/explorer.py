@@ -195,13 +195,13 @@ def _colour_bar(value_range: tuple[float, float], cmap: str, height: int, fixed:
 class AttentionExplorer:
     """Move through a cine and see every map the detector captures, frame by frame (ipywidgets).
 
-        from xcalab.locate import load_locator
+        from xcalab.locator import load_locator
         explorer = AttentionExplorer({"synthetic test cine": seq}, {"STA": load_locator(teach_weights)})
         explorer            # in a notebook cell
 
     cines     name -> ``Sequence`` (an XCA-Synth cine, a cine read from disk) or ``LocateResult`` (a
               ``locate`` answer that kept its frames); a single ``Sequence`` is named by its video id
-    locators  name -> ``xcalab.locate.Locator``; with several (say "STA" and "SA"), maps of a module both
+    locators  name -> ``xcalab.locator.Locator``; with several (say "STA" and "SA"), maps of a module both
               capture are drawn side by side
     truth     cine name -> true (start, apex, end) frames (XCA-Synth cines carry their own)
     height    pixel height of each panel (default: the cine's own, within 256..512)
@@ -218,7 +218,7 @@ class AttentionExplorer:
         if not cines:
             raise ValueError("give at least one cine")
         if not locators:
-            raise ValueError("give at least one model (an xcalab.locate.Locator)")
+            raise ValueError("give at least one model (an xcalab.locator.Locator)")
         self.cines = dict(cines)
         self.locators = dict(locators)
         self.truth = dict(truth or {})

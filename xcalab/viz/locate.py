@@ -73,7 +73,7 @@ def plot_keyframe_triplets(frames: np.ndarray, keyframes: Seq[int | None], fig: 
 
 
 def plot_locate_summary(result, truth: Seq[int | None] | None = None) -> Figure:
-    """One page for a ``xcalab.locate.LocateResult``: triplets, timeline, score curves. Returns the Figure.
+    """One page for a ``xcalab.locator.LocateResult``: triplets, timeline, score curves. Returns the Figure.
 
     truth: true (start, apex, end) frames to draw beside the prediction (default: the cine's own truth,
     for XCA-Synth cines; nothing for real ones).

@@ -18,11 +18,12 @@ The stages, one module each, in the order a cine is made:
     ((32, 64, 64), (..., ..., ...))
 """
 
+from xcalab.config import SCENARIOS
 from xcalab.data.synth.benchmark import SynthBenchmark, build_benchmark, load_benchmark, read_sequence_npz
 from xcalab.data.synth.dynamics import PHASES, KeyframeRule, keyframes_from_curve, phases_from_curve
 from xcalab.data.synth.params import Knobs, SimParams, sample_params
 from xcalab.data.synth.realism import TARGETS, format_realism_table, realism_statistics, realism_table
-from xcalab.data.synth.scenarios import SCENARIOS, STATUS, simulate_scenario
+from xcalab.data.synth.scenarios import STATUS, simulate_scenario
 from xcalab.data.synth.simulator import render, simulate_sequence
 
 __all__ = [

@@ -64,6 +64,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from xcalab.config import check_durations, check_scenario, frame_counts
 from xcalab.data.io import Sequence
 from xcalab.data.synth.dynamics import KeyframeRule
 from xcalab.data.synth.params import (
@@ -76,7 +77,6 @@ from xcalab.data.synth.params import (
 )
 from xcalab.data.synth.simulator import contrast_passage, render
 
-SCENARIOS = ("ok", "partial_end", "partial_start", "no_contrast")
 #: The status of a cine of each scenario (what a reader of the archive is told).
 STATUS = {"ok": "ok", "partial_end": "partial", "partial_start": "partial", "no_contrast": "no_contrast"}
 STATUSES = ("ok", "partial", "no_contrast")
@@ -98,8 +98,6 @@ MARGINS_S = {
 }
 #: Injection draws tried before a scenario gives up (the seed's own + MAX_DRAWS - 1 redraws).
 MAX_DRAWS = 32
-#: The shortest scenario cine, frames (``sample_params``' shortest run).
-MIN_FRAMES = 8
 
 
 @dataclass(frozen=True)
@@ -138,39 +136,6 @@ class ScenarioPlan:
             return [None, None, None]
         return [None if present else int(k - self.first_frame)
                 for k, present in zip(self.keyframes_run, self.keyframes_present)]
-
-
-def frame_counts(durations_s: tuple[float, float], fps: float) -> range:
-    """The cine lengths N (frames) whose duration N / fps lies in ``durations_s`` = (min, max) seconds.
-
-    Raises ValueError for a bad range, or one that holds no whole number of frames >= ``MIN_FRAMES`` at ``fps``.
-    """
-    check_durations(durations_s)
-    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
-        raise ValueError(f"fps must be a positive number, got {fps!r}")
-    lo, hi = durations_s
-    first, last = math.ceil(lo * fps - 1e-9), math.floor(hi * fps + 1e-9)
-    first = max(first, MIN_FRAMES)
-    if first > last:
-        raise ValueError(f"durations_s {tuple(durations_s)} hold no cine of >= {MIN_FRAMES} whole frames at {fps} fps")
-    return range(first, last + 1)
-
-
-def check_durations(durations_s) -> tuple[float, float]:
-    """``durations_s`` as (min, max) seconds after checking 0 < min <= max (finite numbers)."""
-    if not (isinstance(durations_s, (tuple, list)) and len(durations_s) == 2
-            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in durations_s)):
-        raise ValueError(f"durations_s must be (min, max) seconds, got {durations_s!r}")
-    lo, hi = (float(v) for v in durations_s)
-    if not 0 < lo <= hi:
-        raise ValueError(f"durations_s must satisfy 0 < min <= max, got {tuple(durations_s)}")
-    return lo, hi
-
-
-def check_scenario(scenario: str) -> str:
-    if scenario not in SCENARIOS:
-        raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
-    return scenario
 
 
 def _margin(name: str, fps: float) -> int:
