@@ -37,13 +37,13 @@ def _measure(size: int, source: str, frames: int, threads: int, batch_size: int,
     import numpy as np
     import torch
 
-    from xcalab.data.io import Sequence
+    from xcalab.data.io import Cine
     from xcalab.features.extract import extract_features
     from xcalab.features.train import load_extractor
 
     torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
-    seq = Sequence(rng.random((frames, size, size), dtype=np.float32), 15.0, video_id=f"bench{size}")
+    seq = Cine(rng.random((frames, size, size), dtype=np.float32), 15.0, video_id=f"bench{size}")
     extractor = load_extractor(weights) if source == "learned" else None
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     extract_features(seq, source, stride=4, extractor=extractor, batch_size=batch_size, device="cpu", work_size=None)
@@ -67,11 +67,11 @@ def quality(n_test: int, n_val: int, weights: str | None, threads: int, build: s
     import torch
 
     from xcalab.features.extract import window_centres, window_maps
-    from xcalab.features.train import TrainConfig, load_extractor
+    from xcalab.features.train import ExtractorTrainConfig, load_extractor
 
     torch.set_num_threads(threads)
     extractor = load_extractor(weights)
-    cfg = TrainConfig.from_dict(extractor.meta.get("training", {}))
+    cfg = ExtractorTrainConfig.from_dict(extractor.meta.get("training", {}))
     print(f"extractor {extractor.path} (version {extractor.version}), teach-like cines at {cfg.image_size} px")
 
     def maps_and_truth(cines):

@@ -49,8 +49,9 @@ def _measure(kind: str, steps: int, threads: int, repeats: int) -> dict:
     from xcalab.config import get_preset
     from xcalab.data.annotations import FeatureGrid
     from xcalab.data.dataset import Batch
-    from xcalab.models.detector import build_detector, count_parameters
+    from xcalab.models.detector import build_detector
     from xcalab.postprocess import decode_batch
+    from xcalab.runtime import count_parameters
     from xcalab.train.distributed import Distributed
     from xcalab.train.losses import LossNormaliser, training_loss
     from xcalab.train.optim import ModelEMA, build_optimizer, build_scheduler

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from xcalab.data.io import Sequence
+from xcalab.data.io import Cine
 from xcalab.locator import locate_sequence
 from xcalab.models.detector import UNIT_RANGE, MapKind
 
@@ -65,7 +65,7 @@ class SequenceMaps:
     # The cine ---------------------------------------------------------------------------------------
 
     @property
-    def sequence(self) -> Sequence:
+    def sequence(self) -> Cine:
         return self.result.sequence
 
     @property
@@ -133,7 +133,7 @@ class SequenceMaps:
         return data[head]
 
 
-def sequence_maps(seq: Sequence, locator, result=None) -> SequenceMaps:
+def sequence_maps(seq: Cine, locator, result=None) -> SequenceMaps:
     """Every map of ``seq`` under ``locator`` (an ``xcalab.locator.Locator``), from one forward.
 
     result: a ``LocateResult`` of this cine and these weights that already holds attention (reused as is).

@@ -160,6 +160,14 @@ class FeatureConfig:
         return self.map_size * self.map_size
 
 
+#: The long-term attention modes (seed paper Table IV): none, temporal TA, spatial SA, both STA.
+LONG_TERM_MODES = ("none", "TA", "SA", "STA")
+#: Regression range [lo, hi] of each pyramid level, compared with max(distance to start, distance to end).
+REGRESSION_RANGES: tuple[tuple[float, float], ...] = ((0, 4), (4, 8), (8, 16), (16, 32), (32, 64), (64, 10000))
+#: Centre-sampling radius r, in units of the level's stride.
+CENTRE_RADIUS = 1.5
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The detector (seed paper Sec. III; spec sta-ipcon.md Sec. 1.2 and 3). Every ablation is a switch.
@@ -196,13 +204,12 @@ class ModelConfig:
     contrast_hidden: int = 1024
     contrast_dim: int = 256
     temperature: float = 1.0
-    regression_ranges: tuple[tuple[float, float], ...] = (
-        (0, 4), (4, 8), (8, 16), (16, 32), (32, 64), (64, 10000))
-    centre_radius: float = 1.5
+    regression_ranges: tuple[tuple[float, float], ...] = REGRESSION_RANGES
+    centre_radius: float = CENTRE_RADIUS
     paper_compatible: bool = False
 
     def __post_init__(self) -> None:
-        if self.long_term not in ("none", "TA", "SA", "STA"):
+        if self.long_term not in LONG_TERM_MODES:
             raise ValueError(f"long_term must be 'none', 'TA', 'SA' or 'STA', got {self.long_term!r}")
         if self.imagewise and self.long_term not in ("SA", "STA"):
             raise ValueError("imagewise contrast (ICon) needs long_term 'SA' or 'STA': it splits maps by the attention A")

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Sequence as Seq
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -58,7 +58,7 @@ from torch import Tensor
 from xcalab.config import Config
 from xcalab.data.annotations import FeatureGrid
 from xcalab.data.dataset import FeatureDataset, collate
-from xcalab.data.io import Sequence
+from xcalab.data.io import Cine
 from xcalab.errors import XcalabInputError
 from xcalab.metrics import PAPER_TIOUS
 from xcalab.models.detector import KeyframeDetector
@@ -93,7 +93,7 @@ def resample_index(n_frames: int, fps: float, rate: float = LOCATE_FPS) -> np.nd
     return np.minimum(np.rint(np.arange(count) * fps / rate), n_frames - 1).astype(np.int64)
 
 
-def resample_cine(seq: Sequence, rate: float = LOCATE_FPS) -> tuple[Sequence, np.ndarray]:
+def resample_cine(seq: Cine, rate: float = LOCATE_FPS) -> tuple[Cine, np.ndarray]:
     """(the cine at ``rate`` -- or at its own rate when slower --, the original index of each kept frame).
 
     Truth, when present, is carried over frame by frame (keyframes become fractional positions on the new
@@ -102,7 +102,7 @@ def resample_cine(seq: Sequence, rate: float = LOCATE_FPS) -> tuple[Sequence, np
     index = resample_index(seq.n_frames, seq.fps, rate)
     new_fps = rate if seq.fps > rate * (1 + 1e-6) else seq.fps
     meta = {**seq.meta, "resampled_from_fps": seq.fps}
-    return Sequence(seq.frames[index], new_fps, video_id=seq.video_id, meta=meta), index
+    return Cine(seq.frames[index], new_fps, video_id=seq.video_id, meta=meta), index
 
 
 # --------------------------------------------------------------------------------------------------
@@ -120,9 +120,9 @@ def detect_batch(
     model: torch.nn.Module,
     features: Tensor,
     mask: Tensor,
-    fps: Seq[float],
-    duration: Seq[float],
-    video_ids: Seq[str],
+    fps: Sequence[float],
+    duration: Sequence[float],
+    video_ids: Sequence[str],
     grid: FeatureGrid,
     setting: int = 0,
     seed: int = 0,
@@ -210,7 +210,7 @@ def evaluate(
     dataset: FeatureDataset,
     cfg: Config,
     predictions: list[VideoPrediction] | None = None,
-    tious: Seq[float] = PAPER_TIOUS,
+    tious: Sequence[float] = PAPER_TIOUS,
 ) -> Evaluation:
     """Predict ``dataset`` (unless ``predictions`` are given) and score it (``scoring.score_predictions``)."""
     if predictions is None:
@@ -218,7 +218,7 @@ def evaluate(
     return score_predictions(predictions, dataset.videos, cfg.features.window, tious)
 
 
-def step_scores(cls_logits: Seq[Tensor], strides: Seq[int], n_steps: int) -> np.ndarray:
+def step_scores(cls_logits: Sequence[Tensor], strides: Sequence[int], n_steps: int) -> np.ndarray:
     """Per feature step and class, the highest probability any pyramid point covering it gives: [T, C].
 
     cls_logits: per level (1, C, T_l) or (C, T_l). A level-l point i covers steps [i s_l, (i + 1) s_l).
@@ -540,7 +540,7 @@ RISE_BASELINES = (0.0, 0.01, 0.02, 0.03, 0.04, 0.05)
 LEVELS = np.round(np.arange(0.05, 1.0001, 0.05), 2)
 
 
-def _best_level(cases: Seq[CalibrationCase], right) -> float:
+def _best_level(cases: Sequence[CalibrationCase], right) -> float:
     """The candidate level maximising the total of ``right(case, level)`` (a bool, or a count of the case's
     variants it gets right) over the cases; ties: the middle one."""
     counts = np.array([sum(int(right(c, t)) for c in cases) for t in LEVELS])
@@ -554,7 +554,7 @@ def _best_threshold(values: np.ndarray, positive: np.ndarray, candidates: np.nda
     return float(candidates[int(np.argmax(accuracy))])
 
 
-def calibrate(cases: Seq[CalibrationCase], tolerance_s: float = 2.0 / LOCATE_FPS,
+def calibrate(cases: Sequence[CalibrationCase], tolerance_s: float = 2.0 / LOCATE_FPS,
               sigma_s: float = LOCATE_STRIDE / LOCATE_FPS) -> Calibration:
     """Fit ``Calibration`` on validation cines: each threshold maximises the accuracy of what it decides.
 
@@ -613,7 +613,7 @@ FUSE_LEVELS = {"start": (0.05, 0.1, 0.15, 0.2, 0.3), "apex": (0.8, 0.9, 0.95, 0.
 FUSE_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
-def _fit_fuse(cases: Seq[CalibrationCase]) -> dict[str, tuple[float, float]]:
+def _fit_fuse(cases: Sequence[CalibrationCase]) -> dict[str, tuple[float, float]]:
     """Per keyframe, the (level, weight) with the smallest mean |fused - true| over the cases where it is
     in the cine; weight 0 (the pair alone) wins ties, so the curve is used only where it measurably helps."""
     fuse = {}
@@ -639,7 +639,7 @@ def _fit_fuse(cases: Seq[CalibrationCase]) -> dict[str, tuple[float, float]]:
     return fuse
 
 
-def decision_is_right(d: Decision, status: str, keyframes: Seq[float | None], tolerance_s: float) -> bool:
+def decision_is_right(d: Decision, status: str, keyframes: Sequence[float | None], tolerance_s: float) -> bool:
     """Is the status right, and is every true keyframe found within ``tolerance_s`` (none invented)?"""
     if d.status != status:
         return False
@@ -656,8 +656,8 @@ def decision_is_right(d: Decision, status: str, keyframes: Seq[float | None], to
 # --------------------------------------------------------------------------------------------------
 
 
-def locate_features(seq: Sequence, extractor, device: str | torch.device = "auto", cache=None,
-                    rate: float = LOCATE_FPS, stride: int = LOCATE_STRIDE) -> tuple[np.ndarray, Sequence, np.ndarray]:
+def locate_features(seq: Cine, extractor, device: str | torch.device = "auto", cache=None,
+                    rate: float = LOCATE_FPS, stride: int = LOCATE_STRIDE) -> tuple[np.ndarray, Cine, np.ndarray]:
     """(features (T, 4096) float32, the resampled cine, original frame of each resampled frame).
 
     Raises ``XcalabInputError`` (naming the file) when the resampled cine is shorter than one window.

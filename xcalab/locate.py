@@ -37,7 +37,7 @@ from typing import Any
 
 from xcalab.data.io import (
     IMAGE_SUFFIXES,
-    Sequence,
+    Cine,
     _has_dicom_marker,
     _holds_dicom_files,
     atomic_path,
@@ -224,7 +224,7 @@ def locate(
     return LocateBatch(results, failures)
 
 
-def _read(path: Path, fps: float | None) -> Sequence:
+def _read(path: Path, fps: float | None) -> Cine:
     """Read a cine; ``fps`` serves the inputs that carry no frame rate (folders of frames, bare .npy)."""
     try:
         return read_sequence(path)

@@ -27,7 +27,7 @@ import torch
 from xcalab import __version__
 from xcalab.config import WEIGHTS_DIR
 from xcalab.data.annotations import FeatureGrid
-from xcalab.data.io import Sequence
+from xcalab.data.io import Cine
 from xcalab.errors import XcalabInputError
 from xcalab.features.train import load_extractor
 from xcalab.inference import (
@@ -132,7 +132,7 @@ class LocateResult:
     """
 
     record: dict[str, Any]
-    sequence: Sequence
+    sequence: Cine
     step_times: np.ndarray
     scores: np.ndarray
     vessel_curve: np.ndarray
@@ -143,7 +143,7 @@ class LocateResult:
     kinds: dict[str, Any] | None = None
 
 
-def _frame_of(seconds: float, seq: Sequence) -> int:
+def _frame_of(seconds: float, seq: Cine) -> int:
     return int(min(max(round(seconds * seq.fps), 0), seq.n_frames - 1))
 
 
@@ -159,7 +159,7 @@ def plateau_frames(vessel_curve: np.ndarray, step_times: np.ndarray, apex_s: flo
     return float(step_times[first]), float(step_times[first + int(above[-1])])
 
 
-def end_diastolic_frames(seq: Sequence, plateau_s: tuple[float, float] | None, apex_frame: int | None) -> list[int]:
+def end_diastolic_frames(seq: Cine, plateau_s: tuple[float, float] | None, apex_frame: int | None) -> list[int]:
     """R-wave frames (end diastole) inside the plateau, nearest the apex first; [] without ECG timing."""
     rwaves = [int(f) for f in seq.meta.get("rwave_frames", []) or []]
     if not rwaves or plateau_s is None or apex_frame is None:
@@ -169,7 +169,7 @@ def end_diastolic_frames(seq: Sequence, plateau_s: tuple[float, float] | None, a
     return sorted(inside, key=lambda f: (abs(f - apex_frame), f))
 
 
-def locate_sequence(seq: Sequence, locator: Locator, return_attention: bool = False) -> LocateResult:
+def locate_sequence(seq: Cine, locator: Locator, return_attention: bool = False) -> LocateResult:
     """Keyframes of one cine (already read): features -> detector -> ordered decode -> decision.
 
     With ``return_attention`` the same forward also captures every attention map (``LocateResult.attention``).

@@ -37,7 +37,7 @@ import torch
 from xcalab.config import ACTIONFORMER, WEIGHTS_DIR, Config, config_from_dict
 from xcalab.data.annotations import VideoAnnotation, read_annotations, write_annotations
 from xcalab.data.dataset import FeatureDataset, dataset_for
-from xcalab.data.io import Sequence, atomic_path
+from xcalab.data.io import Cine, atomic_path
 from xcalab.errors import XcalabInputError
 from xcalab.models.detector import load_detector, read_checkpoint
 from xcalab.runtime import resolve_device
@@ -114,7 +114,7 @@ class FeatureData:
         """(T, 4096) float32 features of one cine."""
         return np.load(self.features_dir / f"{video_id}.npy")
 
-    def cine(self, video_id: str) -> Sequence:
+    def cine(self, video_id: str) -> Cine:
         """The simulated cine itself (frames, vessel maps, keyframes)."""
         from xcalab.data.synth.benchmark import read_sequence_npz
 

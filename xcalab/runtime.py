@@ -2,6 +2,7 @@
 
 ``seed_everything`` makes a run repeatable on the CPU (same seed -> same data, model and numbers);
 ``resolve_device`` turns "auto" into CUDA when there is one, else the CPU. No code path assumes CUDA.
+``count_parameters`` counts what a model trains.
 
 **Seed streams.** Every random draw of training and inference that must not depend on the order things
 run in is seeded by *where it happens*: ``derive_seed(seed, STREAM, ...)`` with one stream per kind of
@@ -57,3 +58,8 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:i]', got {name!r}")
     return device
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Trainable (``requires_grad``) parameters of ``model``."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -12,7 +12,7 @@ import torch
 
 from xcalab.attention_maps import SCORE_CURVES, VESSEL_CURVE, SequenceMaps, sequence_maps
 from xcalab.config import ModelConfig
-from xcalab.data.io import Sequence
+from xcalab.data.io import Cine
 from xcalab.models.convlstm import ConvLSTM, ConvLSTMCell
 from xcalab.models.detector import KeyframeDetector, MapKind
 
@@ -100,7 +100,7 @@ def test_masked_steps_record_zero_gates():
 
 
 def _maps(n_frames: int, fps: float, frame_index, stride: int, window: int, n_steps: int) -> SequenceMaps:
-    seq = Sequence(np.zeros((n_frames, 8, 8), dtype=np.uint8), fps, video_id="toy")
+    seq = Cine(np.zeros((n_frames, 8, 8), dtype=np.uint8), fps, video_id="toy")
     result = SimpleNamespace(sequence=seq, step_times=np.arange(n_steps, dtype=float), frame_index=frame_index,
                              record={}, scores=np.zeros((n_steps, 2)))
     maps = {"A": np.zeros((n_steps, 4, 4), dtype=np.float32), "R": np.linspace(-2, 3, n_steps * 16).reshape(n_steps, 4, 4)}

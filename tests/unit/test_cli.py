@@ -3,15 +3,15 @@
 import numpy as np
 
 from xcalab.cli import main
-from xcalab.data.io import Sequence, write_dicom
+from xcalab.data.io import Cine, write_dicom
 
 
 def test_inspect_a_dicom_cine(tmp_path, capsys):
     frames = np.linspace(0, 1, 3 * 8 * 8, dtype=np.float32).reshape(3, 8, 8)
-    path = write_dicom(Sequence(frames, fps=15.0, video_id="demo"), tmp_path / "demo.dcm")
+    path = write_dicom(Cine(frames, fps=15.0, video_id="demo"), tmp_path / "demo.dcm")
     assert main(["inspect", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "Sequence('demo', 3 frames of 8x8 at 15 fps)" in out and "modality: XA" in out
+    assert "Cine('demo', 3 frames of 8x8 at 15 fps)" in out and "modality: XA" in out
 
 
 def test_inspect_bad_input_is_one_clear_line(tmp_path, capsys):

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from xcalab.config import ACTIONFORMER, get_preset
-from xcalab.models.detector import KeyframeDetector, count_parameters
+from xcalab.models.detector import KeyframeDetector
+from xcalab.runtime import count_parameters
 
 SMOKE = get_preset("smoke").model
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from xcalab.data.annotations import FeatureGrid
-from xcalab.data.io import Sequence, Truth, write_npy
+from xcalab.data.io import Cine, Truth, write_npy
 from xcalab.errors import XcalabInputError
 from xcalab.features.extract import (
     FeatureCache,
@@ -23,12 +23,12 @@ from xcalab.features.svsnet import SIZES, SVSNet
 from xcalab.features.train import Extractor
 
 
-def _cine(n: int = 30, size: int = 32, fps: float = 15.0, video_id: str = "cine") -> Sequence:
+def _cine(n: int = 30, size: int = 32, fps: float = 15.0, video_id: str = "cine") -> Cine:
     """Frame f is uniformly (f + 1) / (n + 1) grey; its "true vessel map" is uniformly f / n."""
     levels = (np.arange(n, dtype=np.float32) + 1) / (n + 1)
     frames = np.broadcast_to(levels[:, None, None], (n, size, size)).copy()
     maps = np.broadcast_to((np.arange(n, dtype=np.float32) / n)[:, None, None], (n, size, size)).copy()
-    return Sequence(frames, fps, video_id=video_id, truth=Truth((5, 12, 25), vessel_maps=maps))
+    return Cine(frames, fps, video_id=video_id, truth=Truth((5, 12, 25), vessel_maps=maps))
 
 
 def _untrained(work_size: int = 32) -> Extractor:
@@ -146,10 +146,10 @@ def test_synth_build_exports_features_next_to_its_annotations(tmp_path):
 def test_bad_inputs_name_the_problem(tmp_path, capsys):
     with pytest.raises(XcalabInputError, match="missing.dcm: no such file"):
         export_features([tmp_path / "missing.dcm"], tmp_path / "out", source="raw", progress=False)
-    short = Sequence(np.zeros((3, 8, 8), np.float32), 15.0, video_id="short")
+    short = Cine(np.zeros((3, 8, 8), np.float32), 15.0, video_id="short")
     with pytest.raises(XcalabInputError, match="short: 3 frames is too short"):
         extract_features(short, "raw")
-    no_truth = Sequence(np.zeros((8, 8, 8), np.float32), 15.0, video_id="plain")
+    no_truth = Cine(np.zeros((8, 8, 8), np.float32), 15.0, video_id="plain")
     with pytest.raises(XcalabInputError, match="plain: oracle features need true vessel maps"):
         extract_features(no_truth, "oracle")
     with pytest.raises(ValueError, match="stride must be one of"):

@@ -10,8 +10,8 @@ from xcalab.features.svsnet import (
     SVSNet,
     SVSNetConfig,
     TemporalCollapse,
-    count_parameters,
 )
+from xcalab.runtime import count_parameters
 
 
 @pytest.mark.parametrize("shape", [(2, 4, 64, 64), (1, 4, 50, 70), (3, 4, 16, 16)])

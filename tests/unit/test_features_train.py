@@ -13,11 +13,10 @@ from xcalab.features.train import (
     DEFAULT_WEIGHTS,
     SMOKE,
     Extractor,
-    TrainConfig,
+    ExtractorTrainConfig,
     WindowPool,
     check_scores,
     dice_bce_loss,
-    evaluate,
     front_weights,
     load_extractor,
     pixel_auc,
@@ -26,6 +25,7 @@ from xcalab.features.train import (
     segmentation_scores,
     synth_sequences,
     train_extractor,
+    validation_scores,
     validation_windows,
 )
 
@@ -39,7 +39,7 @@ def test_training_beats_an_untrained_network(smoke_cines):
     train, val = smoke_cines
     result = train_extractor(SMOKE, train_sequences=train, val_sequences=val, progress=False)
     torch.manual_seed(SMOKE.seed)
-    untrained = evaluate(SVSNet(SMOKE.net), *validation_windows(val, SMOKE.val_windows))
+    untrained = validation_scores(SVSNet(SMOKE.net), *validation_windows(val, SMOKE.val_windows))
     trained = result.validation[-1]
     losses = np.array(result.losses)
     assert losses[-10:].mean() < losses[:10].mean()  # the training loss falls
@@ -51,7 +51,7 @@ def test_training_beats_an_untrained_network(smoke_cines):
 
 def test_killed_training_resumes_to_the_same_weights(tmp_path, smoke_cines):
     train, val = smoke_cines
-    cfg = TrainConfig(**{**SMOKE.to_dict(), "steps": 6, "checkpoint_every": 2, "frames": (24, 32),
+    cfg = ExtractorTrainConfig(**{**SMOKE.to_dict(), "steps": 6, "checkpoint_every": 2, "frames": (24, 32),
                          "fps_choices": (15.0,), "trees": ("left", "right")})
     whole = train_extractor(cfg, tmp_path / "whole", train, val, progress=False)
 
@@ -70,7 +70,7 @@ def test_killed_training_resumes_to_the_same_weights(tmp_path, smoke_cines):
     assert resumed.losses == pytest.approx(whole.losses, abs=0)
     assert resumed.validation == whole.validation and whole.validation[-1]["step"] == 6
     # a checkpoint of another config is refused, not silently continued
-    other = TrainConfig(**{**cfg.to_dict(), "lr": 1e-4})
+    other = ExtractorTrainConfig(**{**cfg.to_dict(), "lr": 1e-4})
     with pytest.raises(XcalabInputError, match="different training config"):
         train_extractor(other, tmp_path / "whole", train, val, progress=False)
 
@@ -80,7 +80,7 @@ def test_a_finished_run_is_exported_again_without_simulating(tmp_path, smoke_cin
     from xcalab.features.train import training_history
 
     train, val = smoke_cines
-    cfg = TrainConfig(**{**SMOKE.to_dict(), "steps": 20, "checkpoint_every": 10})
+    cfg = ExtractorTrainConfig(**{**SMOKE.to_dict(), "steps": 20, "checkpoint_every": 10})
     first = train_extractor(cfg, tmp_path / "run", train, val, progress=False)
 
     def no_simulation(*args, **kwargs):

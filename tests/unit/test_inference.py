@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from xcalab.data.io import Sequence
+from xcalab.data.io import Cine
 from xcalab.errors import XcalabInputError
 from xcalab.inference import (
     Calibration,
@@ -52,10 +52,10 @@ def test_resample_keeps_time():
 
 def test_resample_cine_frames_and_rate():
     frames = np.stack([np.full((4, 4), i / 40, np.float32) for i in range(40)])
-    small, index = resample_cine(Sequence(frames, 30.0, "c"))
+    small, index = resample_cine(Cine(frames, 30.0, "c"))
     assert small.fps == 7.5 and small.n_frames == 10 and index.tolist() == list(range(0, 40, 4))
     np.testing.assert_array_equal(small.frames, frames[::4])
-    same, _ = resample_cine(Sequence(frames, 7.5, "c"))
+    same, _ = resample_cine(Cine(frames, 7.5, "c"))
     assert same.fps == 7.5 and same.n_frames == 40
 
 
@@ -67,7 +67,7 @@ def test_resample_index_refuses_bad_values():
 
 
 def test_locate_features_too_short_names_the_file():
-    seq = Sequence(np.zeros((6, 8, 8), np.float32), 30.0, "short", meta={"source": "/data/short.dcm"})
+    seq = Cine(np.zeros((6, 8, 8), np.float32), 30.0, "short", meta={"source": "/data/short.dcm"})
     with pytest.raises(XcalabInputError, match="short.dcm.*6 frames at 30 fps give 2 frames"):
         locate_features(seq, extractor=None, device="cpu")
 

@@ -24,7 +24,7 @@ from pydicom.pixels import get_decoder
 from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, JPEGLosslessSV1, generate_uid
 
 from xcalab.data.io import (
-    Sequence,
+    Cine,
     read_dicom,
     read_frame_folder,
     read_npy,
@@ -51,10 +51,10 @@ def _real(path: Path) -> Path:
     return path
 
 
-def _cine(n: int = 6, h: int = 9, w: int = 11, fps: float = 15.0, seed: int = 0, **kw) -> Sequence:
+def _cine(n: int = 6, h: int = 9, w: int = 11, fps: float = 15.0, seed: int = 0, **kw) -> Cine:
     """A random cine, frames float32 [n, h, w] in [0, 1] (odd sizes catch padding bugs)."""
     frames = np.random.default_rng(seed).random((n, h, w), dtype=np.float32)
-    return Sequence(frames, fps, **kw)
+    return Cine(frames, fps, **kw)
 
 
 @contextlib.contextmanager
@@ -179,7 +179,7 @@ def test_write_dicom_refuses_bad_input_and_writes_nothing(tmp_path):
     target = tmp_path / "bad.dcm"
     with raises_input_error(target, "bits_stored"):
         write_dicom(_cine(), target, bits_stored=20)
-    too_bright = Sequence(np.full((3, 4, 4), 1.5, np.float32), 10.0)
+    too_bright = Cine(np.full((3, 4, 4), 1.5, np.float32), 10.0)
     with raises_input_error(target, "[0, 1]"):
         write_dicom(too_bright, target)
     with raises_input_error(target, "rwave_frames"):

@@ -180,13 +180,13 @@ def test_bad_weights_are_refused_in_one_line(tmp_path, cine, capsys, kind):
 
 
 def test_end_diastolic_frames_inside_the_plateau_nearest_the_apex_first():
-    from xcalab.data.io import Sequence
+    from xcalab.data.io import Cine
 
-    seq = Sequence(np.zeros((96, 4, 4), np.float32), 30.0, meta={"rwave_frames": [20, 53, 77]})
+    seq = Cine(np.zeros((96, 4, 4), np.float32), 30.0, meta={"rwave_frames": [20, 53, 77]})
     # Plateau from 1.3 s (frame 39) to the end: R waves 53 and 77; apex at frame 60 -> 53 first.
     assert end_diastolic_frames(seq, (1.3, 3.2), apex_frame=60) == [53, 77]
     assert end_diastolic_frames(seq, (1.3, 3.2), apex_frame=75) == [77, 53]
-    assert end_diastolic_frames(Sequence(np.zeros((9, 4, 4), np.float32), 30.0), (0.0, 1.0), 3) == []
+    assert end_diastolic_frames(Cine(np.zeros((9, 4, 4), np.float32), 30.0), (0.0, 1.0), 3) == []
 
 
 def test_plateau_runs_from_the_apex_while_the_curve_stays_high():

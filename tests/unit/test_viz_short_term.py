@@ -10,7 +10,8 @@ from matplotlib.figure import Figure
 
 from xcalab.config import get_preset
 from xcalab.models import TransformerPyramid, local_attention
-from xcalab.models.detector import KeyframeDetector, count_parameters
+from xcalab.models.detector import KeyframeDetector
+from xcalab.runtime import count_parameters
 from xcalab.viz import short_term as vz
 
 RNG = np.random.default_rng(0)

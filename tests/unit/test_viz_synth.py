@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from xcalab.data.io import Sequence
+from xcalab.data.io import Cine
 from xcalab.data.synth import realism_table, sample_params, simulate_sequence
 from xcalab.viz import synth as vz
 
@@ -46,18 +46,18 @@ def test_strip_motion_and_real_vs_synth(seq):
     assert isinstance(vz.plot_motion(seq), Figure)
     fig, ax = plt.subplots()
     assert vz.plot_motion_curves(seq, ax=ax) is fig
-    real = Sequence(np.random.default_rng(0).random((6, 64, 64), dtype=np.float32), 30.0, "fake-real")
+    real = Cine(np.random.default_rng(0).random((6, 64, 64), dtype=np.float32), 30.0, "fake-real")
     assert len(vz.plot_real_vs_synth(real, seq).axes) == 3
 
 
 def test_realism_table_figure(seq):
-    rows = realism_table(synth=[seq], real=Sequence(seq.frames, seq.fps, "as-real"))
+    rows = realism_table(synth=[seq], real=Cine(seq.frames, seq.fps, "as-real"))
     fig = vz.plot_realism_table(rows)
     assert isinstance(fig, Figure) and fig.axes[0].tables
 
 
 def test_clear_error_for_a_cine_without_synthetic_truth():
-    plain = Sequence(np.zeros((4, 8, 8), np.float32), 15.0, "plain")
+    plain = Cine(np.zeros((4, 8, 8), np.float32), 15.0, "plain")
     with pytest.raises(ValueError, match="XCA-Synth"):
         vz.plot_contrast_curves(plain)
     with pytest.raises(ValueError, match="XCA-Synth"):

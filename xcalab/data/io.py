@@ -1,6 +1,6 @@
-"""Cines in and out: the ``Sequence`` type, atomic writes, and (below) readers and writers.
+"""Cines in and out: the ``Cine`` type, atomic writes, and (below) readers and writers.
 
-A ``Sequence`` is what every later stage consumes, whatever the source (a DICOM XA cine, a folder
+A ``Cine`` is what every later stage consumes, whatever the source (a DICOM XA cine, a folder
 of frames, a ``.npy`` array, or the XCA-Synth simulator):
 
     frames  float32 [N, H, W], display sense of MONOCHROME2 (0 = black), scaled to [0, 1]
@@ -44,7 +44,7 @@ from pydicom.valuerep import format_number_as_ds
 from xcalab.errors import XcalabInputError
 
 # --------------------------------------------------------------------------------------------------
-# The Sequence type
+# The Cine type
 # --------------------------------------------------------------------------------------------------
 
 
@@ -64,7 +64,7 @@ class Truth:
 
 
 @dataclass
-class Sequence:
+class Cine:
     """One angiography cine.
 
     Attributes:
@@ -109,7 +109,7 @@ class Sequence:
     def __repr__(self) -> str:
         n, h, w = self.frames.shape
         truth = f", keyframes={self.truth.keyframes}" if self.truth else ""
-        return f"Sequence({self.video_id!r}, {n} frames of {h}x{w} at {self.fps:g} fps{truth})"
+        return f"Cine({self.video_id!r}, {n} frames of {h}x{w} at {self.fps:g} fps{truth})"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -166,7 +166,7 @@ XA_IMAGE_STORAGE = UID("1.2.840.10008.5.1.4.1.1.12.1")
 _FRAME_TIME_TAG = 0x00181063  # (0018,1063) Frame Time: the Frame Increment Pointer of a cine
 
 
-def read_dicom(path: str | Path, fps: float | None = None) -> Sequence:
+def read_dicom(path: str | Path, fps: float | None = None) -> Cine:
     """Read a multi-frame DICOM XA (or RF) cine.
 
     Pixels: stored values / (2**BitsStored - 1) -> float32 [N, H, W] in [0, 1]; MONOCHROME1 is flipped so
@@ -209,10 +209,10 @@ def read_dicom(path: str | Path, fps: float | None = None) -> Sequence:
     slope, intercept = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
     if slope is not None or intercept is not None:
         meta["rescale"] = [float(1.0 if slope is None else slope), float(intercept or 0.0)]
-    return Sequence(frames, fps, video_id=path.stem, meta=meta)
+    return Cine(frames, fps, video_id=path.stem, meta=meta)
 
 
-def read_dicom_series(folder: str | Path, fps: float | None = None) -> Sequence:
+def read_dicom_series(folder: str | Path, fps: float | None = None) -> Cine:
     """Read a folder of single-frame DICOM XA files of one run (one file per frame) as a cine.
 
     Frames are ordered by InstanceNumber (then file name); every file must be a single greyscale X-ray
@@ -258,7 +258,7 @@ def read_dicom_series(folder: str | Path, fps: float | None = None) -> Sequence:
         "photometric": records[0][4], "transfer_syntax": str(syntax), "transfer_syntax_name": syntax.name,
         "fps_source": fps_source, "rwave_pointer": [], "rwave_frames": [], "frame_files": [r[1].name for r in records],
     }
-    return Sequence(np.stack(frames), fps, video_id=folder.resolve().name, meta=meta)
+    return Cine(np.stack(frames), fps, video_id=folder.resolve().name, meta=meta)
 
 
 def _open_dicom(path: Path) -> Dataset:
@@ -413,7 +413,7 @@ def _unit_range(pixels: np.ndarray, ds: Dataset, photometric: str) -> np.ndarray
 # --------------------------------------------------------------------------------------------------
 
 
-def write_dicom(seq: Sequence, path: str | Path, bits_stored: int = 8) -> Path:
+def write_dicom(seq: Cine, path: str | Path, bits_stored: int = 8) -> Path:
     """Write ``seq`` as a multi-frame XA DICOM file (Explicit VR Little Endian, uncompressed), atomically.
 
     Pixel value = round(frame * (2**bits_stored - 1)), stored as uint8 (bits_stored 8) or uint16 (9..16);
@@ -433,7 +433,7 @@ def write_dicom(seq: Sequence, path: str | Path, bits_stored: int = 8) -> Path:
     return path
 
 
-def _quantise(seq: Sequence, bits: int, path: Path) -> np.ndarray:
+def _quantise(seq: Cine, bits: int, path: Path) -> np.ndarray:
     """float32 [N, H, W] in [0, 1] -> uint8 / uint16 [N, H, W] on the 2**bits - 1 grid."""
     lo, hi = float(seq.frames.min()), float(seq.frames.max())
     if lo < 0.0 or hi > 1.0:
@@ -449,7 +449,7 @@ def _dicom_safe(text: str, limit: int) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", text)[:limit] or "sequence"
 
 
-def _xa_dataset(seq: Sequence, pixels: np.ndarray, bits: int, path: Path) -> Dataset:
+def _xa_dataset(seq: Cine, pixels: np.ndarray, bits: int, path: Path) -> Dataset:
     """The XA dataset for ``pixels`` [N, H, W]: the XA IOD's required attributes and a few descriptive ones."""
     name = _dicom_safe(seq.video_id, 48)
     rwave = [int(f) for f in seq.meta.get("rwave_frames", [])]
@@ -500,7 +500,7 @@ def _xa_dataset(seq: Sequence, pixels: np.ndarray, bits: int, path: Path) -> Dat
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
-def read_frame_folder(path: str | Path, fps: float | None) -> Sequence:
+def read_frame_folder(path: str | Path, fps: float | None) -> Cine:
     """Read a folder of image files as a cine: frames float32 [N, H, W] in [0, 1].
 
     Files with an image suffix are taken in natural order (frame2 before frame10), made grey by Pillow
@@ -534,7 +534,7 @@ def read_frame_folder(path: str | Path, fps: float | None) -> Sequence:
             )
         frames[i] = frame
     meta = {"source": str(folder), "format": "frames", "frame_files": [f.name for f in files]}
-    return Sequence(frames, fps, video_id=folder.resolve().name, meta=meta)
+    return Cine(frames, fps, video_id=folder.resolve().name, meta=meta)
 
 
 def _natural_key(path: Path) -> tuple[list[Any], str]:
@@ -575,7 +575,7 @@ def _read_image(path: Path) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 
 
-def read_npy(path: str | Path, fps: float | None = None) -> Sequence:
+def read_npy(path: str | Path, fps: float | None = None) -> Cine:
     """Read an [N, H, W] array saved with ``np.save`` (pickles are refused).
 
     Frame rate: ``fps`` if given, else ``<stem>.json`` (``{"fps": ..., "video_id": ...}``, as written
@@ -602,7 +602,7 @@ def read_npy(path: str | Path, fps: float | None = None) -> Sequence:
         )
     frames, meta = _npy_unit_range(array, path)
     meta.update(source=str(path), format="npy", fps_source=fps_source)
-    return Sequence(frames, fps, video_id=str(sidecar.get("video_id", path.stem)), meta=meta)
+    return Cine(frames, fps, video_id=str(sidecar.get("video_id", path.stem)), meta=meta)
 
 
 def _read_sidecar(path: Path) -> dict[str, Any]:
@@ -629,7 +629,7 @@ def _npy_unit_range(array: np.ndarray, path: Path) -> tuple[np.ndarray, dict[str
         return array.astype(np.float32) / np.float32(peak), {"scaled_by": int(peak)}
     frames = array.astype(np.float32)
     if frames.size == 0 or not np.isfinite(frames).all():
-        return frames, {}  # Sequence reports the empty shape or the NaN frames, naming the file
+        return frames, {}  # Cine reports the empty shape or the NaN frames, naming the file
     lo, hi = float(frames.min()), float(frames.max())
     if lo >= 0.0 and hi <= 1.0:
         return frames, {}
@@ -637,7 +637,7 @@ def _npy_unit_range(array: np.ndarray, path: Path) -> tuple[np.ndarray, dict[str
     return frames, {"rescaled_from": [lo, hi]}
 
 
-def write_npy(seq: Sequence, path: str | Path) -> Path:
+def write_npy(seq: Cine, path: str | Path) -> Path:
     """Write frames float32 [N, H, W] to ``path`` (.npy) and fps + video_id to ``<stem>.json``, atomically.
 
     Both files appear together or not at all.
@@ -658,7 +658,7 @@ def write_npy(seq: Sequence, path: str | Path) -> Path:
 # --------------------------------------------------------------------------------------------------
 
 
-def read_sequence(path: str | Path, fps: float | None = None) -> Sequence:
+def read_sequence(path: str | Path, fps: float | None = None) -> Cine:
     """Read a cine from whatever ``path`` is: a folder of frames, a folder of single-frame DICOM files, an
     ``.npy`` array, or a DICOM file.
 

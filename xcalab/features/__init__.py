@@ -22,7 +22,7 @@ _WHERE = {
     "extract": ("SOURCES", "FeatureCache", "export_features", "extract_features", "feature_times", "pool_to_grid", "resize",
                 "window_centres", "window_maps", "window_starts"),
     "svsnet": ("SIZES", "SVSNet", "SVSNetConfig"),
-    "train": ("DEFAULT_WEIGHTS", "Extractor", "TrainConfig", "load_extractor", "load_or_train", "save_extractor",
+    "train": ("DEFAULT_WEIGHTS", "Extractor", "ExtractorTrainConfig", "load_extractor", "load_or_train", "save_extractor",
               "segmentation_scores", "train_extractor"),
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}

@@ -28,7 +28,7 @@ rises with contrast, like the others; average-pooled to 64 x 64 it is the "no ve
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence as Seq
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -122,7 +122,7 @@ def hessian_eigenvalues(h_rr: Tensor, h_rc: Tensor, h_cc: Tensor) -> tuple[Tenso
 
 def frangi(
     images: Tensor,
-    sigmas: Seq[float] = (1, 3, 5, 7, 9),
+    sigmas: Sequence[float] = (1, 3, 5, 7, 9),
     beta: float = FRANGI_BETA,
     c: float | None = None,
     scale_normalised: bool = False,
@@ -165,7 +165,7 @@ def frangi(
     return best
 
 
-def frangi_structureness_scale(images: Tensor, sigmas: Seq[float] = FRANGI_SIGMAS) -> float:
+def frangi_structureness_scale(images: Tensor, sigmas: Sequence[float] = FRANGI_SIGMAS) -> float:
     """One c for a whole cine: half the largest scale-normalised S over all its frames (N, H, W) and scales."""
     peak = 0.0
     for sigma in sigmas:
@@ -175,7 +175,7 @@ def frangi_structureness_scale(images: Tensor, sigmas: Seq[float] = FRANGI_SIGMA
 
 
 def frangi_maps(
-    frames: Tensor, sigmas: Seq[float] = FRANGI_SIGMAS, beta: float = FRANGI_BETA, c: float | None = None
+    frames: Tensor, sigmas: Sequence[float] = FRANGI_SIGMAS, beta: float = FRANGI_BETA, c: float | None = None
 ) -> Tensor:
     """The Frangi baseline's vessel maps: (N, H, W) frames in [0, 1] -> (N, H, W) vesselness in [0, 1].
 
@@ -197,6 +197,6 @@ def raw_maps(frames: Tensor) -> Tensor:
     return 1.0 - frames
 
 
-def oracle_maps(vessel_maps: np.ndarray, index: Seq[int] | np.ndarray) -> Tensor:
+def oracle_maps(vessel_maps: np.ndarray, index: Sequence[int] | np.ndarray) -> Tensor:
     """The simulator's true opacified-vessel maps of frames ``index``: [N, H, W] -> (len(index), H, W)."""
     return torch.from_numpy(np.ascontiguousarray(vessel_maps[np.asarray(index)], dtype=np.float32))

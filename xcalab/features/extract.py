@@ -42,7 +42,7 @@ from torch import Tensor
 
 from xcalab.config import REPO_ROOT, FeatureConfig
 from xcalab.data.annotations import FeatureGrid, VideoAnnotation, read_annotations, write_annotations
-from xcalab.data.io import Sequence, atomic_path, read_sequence
+from xcalab.data.io import Cine, atomic_path, read_sequence
 from xcalab.errors import XcalabInputError
 from xcalab.features.classical import frangi_maps, frangi_structureness_scale, oracle_maps, raw_maps
 from xcalab.features.svsnet import TARGET_INDEX, WINDOW
@@ -130,13 +130,13 @@ def _progress(total: int, desc: str, enabled: bool):
     return tqdm(total=total, desc=desc, unit="win", disable=not enabled, leave=False)
 
 
-def _frames(seq: Sequence, index: np.ndarray, shape: tuple[int, int], device: torch.device) -> Tensor:
+def _frames(seq: Cine, index: np.ndarray, shape: tuple[int, int], device: torch.device) -> Tensor:
     """Frames ``index`` of a cine, resized: (len(index), h, w) float32 on ``device``."""
     return resize(torch.from_numpy(seq.frames[index]).to(device), shape)
 
 
 def learned_maps(
-    seq: Sequence,
+    seq: Cine,
     extractor,
     stride: int = 4,
     batch_size: int = 8,
@@ -169,7 +169,7 @@ def learned_maps(
 
 
 def frangi_window_maps(
-    seq: Sequence,
+    seq: Cine,
     stride: int = 4,
     batch_size: int = 16,
     device: str | torch.device = "auto",
@@ -197,7 +197,7 @@ def frangi_window_maps(
 
 
 def window_maps(
-    seq: Sequence,
+    seq: Cine,
     source: str = "learned",
     stride: int = 4,
     extractor=None,
@@ -235,7 +235,7 @@ def check_source(source: str) -> None:
         raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
 
 
-def _check_long_enough(seq: Sequence) -> None:
+def _check_long_enough(seq: Cine) -> None:
     if seq.n_frames < WINDOW:
         raise XcalabInputError(
             seq.meta.get("source", seq.video_id),
@@ -281,7 +281,7 @@ class FeatureCache:
             np.save(fh, features)
 
 
-def feature_key(seq: Sequence, source: str, stride: int, map_size: int, work_size: int | None, version: str) -> str:
+def feature_key(seq: Cine, source: str, stride: int, map_size: int, work_size: int | None, version: str) -> str:
     """The cache key of a request: SHA-256 over the pixels (and true maps for oracle) and every setting."""
     h = hashlib.sha256()
     h.update(json.dumps([FEATURE_FORMAT, source, stride, map_size, work_size, version, seq.frames.shape]).encode())
@@ -297,7 +297,7 @@ def feature_key(seq: Sequence, source: str, stride: int, map_size: int, work_siz
 
 
 def extract_features(
-    seq: Sequence,
+    seq: Cine,
     source: str = "learned",
     stride: int = 4,
     extractor=None,
@@ -355,7 +355,7 @@ def _resolved_work_size(source: str, extractor, work_size: int | None) -> int | 
 # --------------------------------------------------------------------------------------------------
 
 
-def iter_sequences(inputs: list[str | Path], fps: float | None = None) -> Iterator[tuple[Sequence, VideoAnnotation | None]]:
+def iter_sequences(inputs: list[str | Path], fps: float | None = None) -> Iterator[tuple[Cine, VideoAnnotation | None]]:
     """(cine, its annotation or None) for every cine named by ``inputs``.
 
     An XCA-Synth build folder (it holds ``build.json``) yields all its cines with their ActivityNet records;

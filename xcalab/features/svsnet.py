@@ -302,8 +302,3 @@ class SVSNet(nn.Module):
             return torch.sigmoid(self(x))
         finally:
             self.train(was_training)
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Learnable parameters of ``model``."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -48,10 +48,10 @@ from scipy.stats import rankdata
 from torch import Tensor
 
 from xcalab.config import REPO_ROOT
-from xcalab.data.io import Sequence, atomic_path
+from xcalab.data.io import Cine, atomic_path
 from xcalab.errors import XcalabInputError
-from xcalab.features.svsnet import SIZES, TARGET_INDEX, WINDOW, SVSNet, SVSNetConfig, count_parameters
-from xcalab.runtime import resolve_device
+from xcalab.features.svsnet import SIZES, TARGET_INDEX, WINDOW, SVSNet, SVSNetConfig
+from xcalab.runtime import count_parameters, resolve_device
 
 #: The shipped extractor (weights; the JSON metadata sits beside it with the same stem).
 DEFAULT_WEIGHTS = REPO_ROOT / "data" / "weights" / "svsnet_small.pt"
@@ -69,7 +69,7 @@ SPLITS = {"train": 1, "validation": 2, "check": 3, "test": 4}
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class ExtractorTrainConfig:
     """Everything that fixes a training run (and so its weights).
 
     size          SVS-Net size ("tiny", "small", "paper")
@@ -123,7 +123,7 @@ class TrainConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))  # tuples -> lists, as in a JSON file
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+    def from_dict(cls, data: dict[str, Any]) -> ExtractorTrainConfig:
         fields = {f.name for f in dataclasses.fields(cls)}
         clean = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in fields}
         return cls(**clean)
@@ -131,7 +131,7 @@ class TrainConfig:
 
 #: A few seconds on a CPU: what the tests train (128 px frames: at 64 px the vessels are 1-2 px wide and
 #: a few seconds of training barely move the scores).
-SMOKE = TrainConfig(size="tiny", steps=100, batch_size=8, crop=64, image_size=128, frames=(24, 32), fps_choices=(15.0,),
+SMOKE = ExtractorTrainConfig(size="tiny", steps=100, batch_size=8, crop=64, image_size=128, frames=(24, 32), fps_choices=(15.0,),
                     n_train=4, n_val=2, val_windows=4, checkpoint_every=20, warmup=20, lr=5e-3, ema_decay=0.9)
 
 
@@ -140,8 +140,8 @@ SMOKE = TrainConfig(size="tiny", steps=100, batch_size=8, crop=64, image_size=12
 # --------------------------------------------------------------------------------------------------
 
 
-def synth_sequences(split: str, cfg: TrainConfig, n: int | None = None, progress: bool = False) -> list[Sequence]:
-    """Simulated cines for ``split`` ("train", "validation", "check" or "test"): list of Sequence with truth.
+def synth_sequences(split: str, cfg: ExtractorTrainConfig, n: int | None = None, progress: bool = False) -> list[Cine]:
+    """Simulated cines for ``split`` ("train", "validation", "check" or "test"): list of Cine with truth.
 
     Cine i has simulator seed (SEED_BASE, split code, cfg.seed, i); its frame rate and tree are drawn from
     that seed too, its length from ``cfg.frames``. ``n`` defaults to n_train / n_val.
@@ -174,7 +174,7 @@ def target_frames(n_frames: int) -> np.ndarray:
     return np.arange(TARGET_INDEX, n_frames - (WINDOW - 1 - TARGET_INDEX))
 
 
-def front_weights(seq: Sequence, front_weight: float) -> np.ndarray:
+def front_weights(seq: Cine, front_weight: float) -> np.ndarray:
     """Sampling weight of every target frame of a cine, float64 [len(target_frames)].
 
     ``front_weight`` for frames in the filling (phase 1) or washout (phase 3) phase, 1 elsewhere. Without
@@ -196,7 +196,7 @@ class WindowPool:
     sample(rng, batch, crop, augment) -> (windows (B, 4, crop, crop) float32, maps (B, crop, crop) float32)
     """
 
-    def __init__(self, sequences: list[Sequence], front_weight: float = 4.0):
+    def __init__(self, sequences: list[Cine], front_weight: float = 4.0):
         if not sequences:
             raise ValueError("WindowPool needs at least one cine")
         self.frames, self.maps, self.tree_pixels, index, weights = [], [], [], [], []
@@ -353,7 +353,7 @@ def best_threshold(prob: np.ndarray, truth: np.ndarray, grid: np.ndarray | None 
     return float(grid[best]), float(dices[best])
 
 
-def validation_windows(sequences: list[Sequence], per_cine: int) -> tuple[Tensor, Tensor]:
+def validation_windows(sequences: list[Cine], per_cine: int) -> tuple[Tensor, Tensor]:
     """Fixed evaluation windows: ``per_cine`` targets per cine, evenly spread over its frames (no augmentation).
 
     Returns windows (V, 4, H, W) and true maps (V, H, W).
@@ -374,7 +374,7 @@ def predict_windows(model: SVSNet, windows: Tensor, batch_size: int = 8) -> Tens
     return torch.cat([model.predict(windows[i : i + batch_size]) for i in range(0, len(windows), batch_size)])
 
 
-def evaluate(model: SVSNet, windows: Tensor, maps: Tensor) -> dict[str, float]:
+def validation_scores(model: SVSNet, windows: Tensor, maps: Tensor) -> dict[str, float]:
     """Scores (``segmentation_scores``) and loss of a model on fixed windows (V, 4, H, W) and maps (V, H, W)."""
     prob = predict_windows(model, windows)
     logits = torch.logit(prob.clamp(1e-6, 1 - 1e-6))
@@ -388,7 +388,7 @@ def evaluate(model: SVSNet, windows: Tensor, maps: Tensor) -> dict[str, float]:
 # --------------------------------------------------------------------------------------------------
 
 
-def learning_rate(cfg: TrainConfig, step: int) -> float:
+def learning_rate(cfg: ExtractorTrainConfig, step: int) -> float:
     """Linear warm-up to cfg.lr over cfg.warmup steps, then cosine decay to 5 % at cfg.steps."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
@@ -406,26 +406,26 @@ def update_ema(ema: SVSNet, model: SVSNet, decay: float) -> None:
 
 
 @dataclass
-class TrainResult:
+class ExtractorTrainResult:
     """What ``train_extractor`` returns: the EMA model, the config, the loss per step and validation scores."""
 
     model: SVSNet
-    config: TrainConfig
+    config: ExtractorTrainConfig
     losses: list[float] = field(default_factory=list)
     validation: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
 
 
 def train_extractor(
-    cfg: TrainConfig = TrainConfig(),
+    cfg: ExtractorTrainConfig = ExtractorTrainConfig(),
     run_dir: str | Path | None = None,
-    train_sequences: list[Sequence] | None = None,
-    val_sequences: list[Sequence] | None = None,
+    train_sequences: list[Cine] | None = None,
+    val_sequences: list[Cine] | None = None,
     resume: bool = True,
     val_every: int | None = None,
     progress: bool = True,
     on_step: Callable[[int, float], None] | None = None,
-) -> TrainResult:
+) -> ExtractorTrainResult:
     """Train an SVS-Net; returns its EMA weights (in eval mode) and the history.
 
     Args:
@@ -441,7 +441,7 @@ def train_extractor(
     model = SVSNet(cfg.net)
     ema = copy.deepcopy(model)
     optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    result = TrainResult(ema, cfg)
+    result = ExtractorTrainResult(ema, cfg)
     step = 0
     checkpoint = Path(run_dir) / "checkpoint.pt" if run_dir is not None else None
     if checkpoint is not None and resume and checkpoint.is_file():
@@ -474,10 +474,10 @@ def train_extractor(
         bar.update(1)
         bar.set_postfix(loss=f"{result.losses[-1]:.3f}")
         if val_every and step % val_every == 0 and step < cfg.steps:
-            result.validation.append({"step": step, **evaluate(ema, val_x, val_y)})
+            result.validation.append({"step": step, **validation_scores(ema, val_x, val_y)})
         if checkpoint is not None and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
             if step == cfg.steps:  # the final validation goes into the last checkpoint too
-                result.validation.append({"step": step, **evaluate(ema, val_x, val_y)})
+                result.validation.append({"step": step, **validation_scores(ema, val_x, val_y)})
             now = time.perf_counter()
             result.seconds, started = result.seconds + now - started, now  # elapsed time survives a resume
             _save_checkpoint(checkpoint, cfg, step, model, ema, optimiser, result)
@@ -485,13 +485,13 @@ def train_extractor(
             on_step(step, result.losses[-1])
     bar.close()
     if not result.validation or result.validation[-1]["step"] != step:
-        result.validation.append({"step": step, **evaluate(ema, val_x, val_y)})
+        result.validation.append({"step": step, **validation_scores(ema, val_x, val_y)})
     result.seconds += time.perf_counter() - started
     ema.eval()
     return result
 
 
-def _save_checkpoint(path: Path, cfg: TrainConfig, step: int, model, ema, optimiser, result: TrainResult) -> None:
+def _save_checkpoint(path: Path, cfg: ExtractorTrainConfig, step: int, model, ema, optimiser, result: ExtractorTrainResult) -> None:
     """Model, EMA, optimiser, step, torch RNG and history, atomically (a kill never leaves half a file)."""
     state = {
         "config": json.dumps(cfg.to_dict(), sort_keys=True),
@@ -508,7 +508,7 @@ def _save_checkpoint(path: Path, cfg: TrainConfig, step: int, model, ema, optimi
         torch.save(state, tmp)
 
 
-def _load_checkpoint(path: Path, cfg: TrainConfig, model, ema, optimiser, result: TrainResult) -> int:
+def _load_checkpoint(path: Path, cfg: ExtractorTrainConfig, model, ema, optimiser, result: ExtractorTrainResult) -> int:
     """Restore a checkpoint into model, ema, optimiser and result; returns its step."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -622,7 +622,7 @@ def load_extractor(path: str | Path | None = None, device: str | torch.device = 
     return Extractor(model.to(device).eval(), work_size, meta, path)
 
 
-def check_set(cfg: TrainConfig) -> tuple[Tensor, Tensor]:
+def check_set(cfg: ExtractorTrainConfig) -> tuple[Tensor, Tensor]:
     """The small seeded set an extractor's metadata records its scores on: 2 simulated cines, 6 windows each.
 
     Returns windows (12, 4, H, W) and true maps (12, H, W).
@@ -638,14 +638,14 @@ def fingerprint(*arrays: Tensor) -> str:
     return h.hexdigest()[:16]
 
 
-def check_scores(extractor: Extractor, cfg: TrainConfig | None = None) -> dict[str, Any]:
+def check_scores(extractor: Extractor, cfg: ExtractorTrainConfig | None = None) -> dict[str, Any]:
     """Scores (``segmentation_scores`` + loss) of an extractor on its check set, and the set's fingerprint.
 
     The shipped metadata records these; the unit tests recompute them.
     """
-    cfg = cfg or TrainConfig.from_dict(extractor.meta["training"])
+    cfg = cfg or ExtractorTrainConfig.from_dict(extractor.meta["training"])
     windows, maps = check_set(cfg)
-    return {**evaluate(extractor.model.cpu(), windows, maps), "fingerprint": fingerprint(windows, maps)}
+    return {**validation_scores(extractor.model.cpu(), windows, maps), "fingerprint": fingerprint(windows, maps)}
 
 
 def rescore(path: str | Path) -> dict[str, Any]:
@@ -663,18 +663,18 @@ def rescore(path: str | Path) -> dict[str, Any]:
     return meta["check"]
 
 
-def load_or_train(path: str | Path | None = None, cfg: TrainConfig | None = None, progress: bool = True) -> Extractor:
+def load_or_train(path: str | Path | None = None, cfg: ExtractorTrainConfig | None = None, progress: bool = True) -> Extractor:
     """The extractor at ``path`` (default: the shipped one); when the file is missing, train it and save it there."""
     path = Path(DEFAULT_WEIGHTS if path is None else path)
     if not path.is_file():
-        cfg = cfg or TrainConfig()
+        cfg = cfg or ExtractorTrainConfig()
         run_dir = REPO_ROOT / "data" / "cache" / "runs" / f"{path.stem}-seed{cfg.seed}"
         result = train_extractor(cfg, run_dir=run_dir, progress=progress)
         export(result, path, command="load_or_train()")
     return load_extractor(path)
 
 
-def training_history(result: TrainResult, every: int = 10) -> dict[str, Any]:
+def training_history(result: ExtractorTrainResult, every: int = 10) -> dict[str, Any]:
     """The loss curve (mean over blocks of ``every`` steps, at the block's last step) and every validation."""
     losses = np.asarray(result.losses, dtype=float)
     n = len(losses) // every
@@ -686,7 +686,7 @@ def training_history(result: TrainResult, every: int = 10) -> dict[str, Any]:
     }
 
 
-def export(result: TrainResult, path: str | Path, command: str) -> Extractor:
+def export(result: ExtractorTrainResult, path: str | Path, command: str) -> Extractor:
     """Save a training result as an extractor, with its validation and check-set scores in the metadata."""
     cfg = result.config
     extractor = Extractor(result.model.eval(), cfg.image_size)
@@ -710,7 +710,7 @@ def export(result: TrainResult, path: str | Path, command: str) -> Extractor:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    d = TrainConfig()
+    d = ExtractorTrainConfig()
     p = argparse.ArgumentParser(prog="xcalab features train", description="Train SVS-Net on XCA-Synth vessel maps.")
     p.add_argument("--size", choices=tuple(SIZES), default=d.size)
     p.add_argument("--smoke", action="store_true", help="a few seconds on a CPU (the tests' config)")
@@ -731,8 +731,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    base = SMOKE if args.smoke else TrainConfig(size=args.size)
+def config_from_args(args: argparse.Namespace) -> ExtractorTrainConfig:
+    base = SMOKE if args.smoke else ExtractorTrainConfig(size=args.size)
     changes = {"seed": args.seed, "steps": args.steps, "batch_size": args.batch_size, "crop": args.crop,
                "image_size": args.image_size, "n_train": args.n_train}
     return dataclasses.replace(base, **{k: v for k, v in changes.items() if v is not None})

@@ -205,11 +205,6 @@ class KeyframeDetector(nn.Module):
         return x.detach().transpose(1, 2).reshape(x.shape[0], x.shape[2], self.map_size, self.map_size)
 
 
-def count_parameters(model: nn.Module) -> int:
-    """Trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 # --------------------------------------------------------------------------------------------------
 # The detector of a configuration, and of a weights file (``best.pt``, ``checkpoint.pt`` or shipped weights)
 # --------------------------------------------------------------------------------------------------

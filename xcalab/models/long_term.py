@@ -34,10 +34,10 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from xcalab.config import LONG_TERM_MODES
 from xcalab.models.convlstm import ConvLSTM
 
 Mode = Literal["none", "TA", "SA", "STA"]
-MODES = ("none", "TA", "SA", "STA")
 
 
 class SpatialAttention(nn.Sequential):
@@ -104,8 +104,8 @@ class LongTermAttention(nn.Module):
         bn_over_padding: bool = False,
     ):
         super().__init__()
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if mode not in LONG_TERM_MODES:
+            raise ValueError(f"mode must be one of {', '.join(LONG_TERM_MODES)}, got {mode!r}")
         if hidden_channels[-1] != 1:
             raise ValueError(
                 f"the last ConvLSTM layer must have 1 channel (one map per step), got {hidden_channels}"

@@ -16,8 +16,6 @@ head outputs [B, C, T_l] become [B, P, C] with ``concat_levels``; masks are bool
 """
 
 from xcalab.train.assign import (
-    CENTER_RADIUS,
-    DEFAULT_REGRESSION_RANGES,
     DEFAULT_STRIDES,
     AssignedTargets,
     PyramidPoints,
@@ -28,8 +26,6 @@ from xcalab.train.assign import (
 from xcalab.train.losses import LossNormaliser, detection_losses, diou_loss_1d, sigmoid_focal_loss
 
 __all__ = [
-    "CENTER_RADIUS",
-    "DEFAULT_REGRESSION_RANGES",
     "DEFAULT_STRIDES",
     "AssignedTargets",
     "LossNormaliser",

@@ -45,14 +45,10 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from xcalab.config import CENTRE_RADIUS, REGRESSION_RANGES
+
 #: Strides of the six pyramid levels, in level-0 grid steps (scale factor 2).
 DEFAULT_STRIDES: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
-#: Regression range [lo, hi] of each level, compared with max(distance to start, distance to end).
-DEFAULT_REGRESSION_RANGES: tuple[tuple[float, float], ...] = (
-    (0, 4), (4, 8), (8, 16), (16, 32), (32, 64), (64, 10000),
-)
-#: Centre-sampling radius r, in units of the level's stride.
-CENTER_RADIUS = 1.5
 #: Segments whose lengths differ by at most this much (grid units) tie for the class target.
 LENGTH_TIE_TOLERANCE = 1e-3
 
@@ -90,7 +86,7 @@ class AssignedTargets(NamedTuple):
 def pyramid_points(
     level_lengths: Sequence[int],
     strides: Sequence[int] = DEFAULT_STRIDES,
-    regression_ranges: Sequence[tuple[float, float]] = DEFAULT_REGRESSION_RANGES,
+    regression_ranges: Sequence[tuple[float, float]] = REGRESSION_RANGES,
     device: torch.device | str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> PyramidPoints:
@@ -138,7 +134,7 @@ def assign_targets(
     segment_mask: Tensor | None = None,
     point_mask: Tensor | None = None,
     n_classes: int = 2,
-    center_radius: float = CENTER_RADIUS,
+    centre_radius: float = CENTRE_RADIUS,
 ) -> AssignedTargets:
     """Centre-sampling label assignment for a padded batch (spec Sec. 3.7).
 
@@ -150,7 +146,7 @@ def assign_targets(
         point_mask: [B, P] bool, True at valid (unpadded) points; None = all valid. Masked points are
             negative whatever the segments say.
         n_classes: number of classes (2: filling, disappearing).
-        center_radius: r of the centre region, in strides (1.5).
+        centre_radius: r of the centre region, in strides (1.5).
 
     Returns:
         ``AssignedTargets`` (cls [B, P, n_classes], reg [B, P, 2], positive [B, P]).
@@ -184,8 +180,8 @@ def assign_targets(
 
     # 1. Centre sampling: strictly inside [max(a, c - r s), min(b, c + r s)].
     centre = (start + end) / 2
-    region_start = torch.maximum(start, centre - center_radius * stride)
-    region_end = torch.minimum(end, centre + center_radius * stride)
+    region_start = torch.maximum(start, centre - centre_radius * stride)
+    region_end = torch.minimum(end, centre + centre_radius * stride)
     in_centre = (t > region_start) & (t < region_end)
 
     # 2. Regression range, inclusive at both ends.

@@ -258,7 +258,7 @@ def training_loss(
     point_mask = concat_levels(out.masks)
     targets = assign_targets(
         points, segments, labels, segment_mask, point_mask,
-        n_classes=out.cls_logits[0].shape[1], center_radius=cfg.model.centre_radius,
+        n_classes=out.cls_logits[0].shape[1], centre_radius=cfg.model.centre_radius,
     )
     num_pos = int(ctx.sum(targets.positive.sum()))
     norm = normaliser.update(num_pos)

@@ -15,7 +15,7 @@ import ipywidgets as widgets
 import numpy as np
 from PIL import Image as PILImage
 
-from xcalab.data.io import Sequence
+from xcalab.data.io import Cine
 
 
 def frames_to_png(*images: np.ndarray, gap: int = 4) -> bytes:
@@ -52,7 +52,7 @@ class KnobExplorer:
 
     def __init__(self, seed: int = 0, image_size: int = 128, n_frames: int = 48, fps: float = 15.0, tree: str = "left"):
         self.seed, self.image_size, self.n_frames, self.fps, self.tree = seed, image_size, n_frames, fps, tree
-        self._cache: dict[tuple[str, float], Sequence] = {}
+        self._cache: dict[tuple[str, float], Cine] = {}
         lo, hi, step = self.KNOBS["dose"]
         self.knob = widgets.Dropdown(options=list(self.KNOBS), value="dose", description="knob")
         self.value = widgets.FloatSlider(value=1.0, min=lo, max=hi, step=step, description="value",
@@ -68,7 +68,7 @@ class KnobExplorer:
         self.widget = widgets.VBox([widgets.HBox([self.knob, self.value, self.frame]), self.image, self.label])
         self._update()
 
-    def render(self) -> Sequence:
+    def render(self) -> Cine:
         """The cine for the current knob setting (cached: moving the frame slider re-renders nothing)."""
         from xcalab.data.synth import Knobs, simulate_sequence
 
@@ -199,8 +199,8 @@ class AttentionExplorer:
         explorer = AttentionExplorer({"synthetic test cine": seq}, {"STA": load_locator(teach_weights)})
         explorer            # in a notebook cell
 
-    cines     name -> ``Sequence`` (an XCA-Synth cine, a cine read from disk) or ``LocateResult`` (a
-              ``locate`` answer that kept its frames); a single ``Sequence`` is named by its video id
+    cines     name -> ``Cine`` (an XCA-Synth cine, a cine read from disk) or ``LocateResult`` (a
+              ``locate`` answer that kept its frames); a single ``Cine`` is named by its video id
     locators  name -> ``xcalab.locator.Locator``; with several (say "STA" and "SA"), maps of a module both
               capture are drawn side by side
     truth     cine name -> true (start, apex, end) frames (XCA-Synth cines carry their own)
@@ -213,7 +213,7 @@ class AttentionExplorer:
     """
 
     def __init__(self, cines, locators, truth=None, height: int | None = None, opacity: float = 0.6):
-        if isinstance(cines, Sequence):
+        if isinstance(cines, Cine):
             cines = {cines.video_id: cines}
         if not cines:
             raise ValueError("give at least one cine")
@@ -257,7 +257,7 @@ class AttentionExplorer:
 
     # What is loaded -------------------------------------------------------------------------------
 
-    def sequence(self, cine: str | None = None) -> Sequence:
+    def sequence(self, cine: str | None = None) -> Cine:
         item = self.cines[cine or self.cine.value]
         return item.sequence if hasattr(item, "record") else item
 
@@ -343,10 +343,10 @@ class AttentionExplorer:
 
     # Drawing ----------------------------------------------------------------------------------------
 
-    def _panel_height(self, seq: Sequence) -> int:
+    def _panel_height(self, seq: Cine) -> int:
         return int(self.height or min(max(seq.frames.shape[1], 256), 512))
 
-    def _frame_rgb(self, seq: Sequence, k: int, height: int) -> np.ndarray:
+    def _frame_rgb(self, seq: Cine, k: int, height: int) -> np.ndarray:
         frame = seq.frames[k].astype(np.float32)
         if np.issubdtype(seq.frames.dtype, np.integer):  # 8-bit as is; deeper integers by the cine's maximum
             frame = frame / (255.0 if seq.frames.dtype == np.uint8 else max(float(seq.frames.max()), 1.0))

@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence as Seq
+from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -38,7 +38,7 @@ def true_keyframes(seq) -> tuple[int | None, int | None, int | None] | None:
     return tuple(k if p else None for k, p in zip(kf, present))
 
 
-def plot_keyframe_triplets(frames: np.ndarray, keyframes: Seq[int | None], fig: Figure | None = None,
+def plot_keyframe_triplets(frames: np.ndarray, keyframes: Sequence[int | None], fig: Figure | None = None,
                            subplot_spec=None) -> Figure:
     """Rows start / apex / end, columns previous / key / next frame; an absent keyframe says why.
 
@@ -72,7 +72,7 @@ def plot_keyframe_triplets(frames: np.ndarray, keyframes: Seq[int | None], fig: 
     return fig
 
 
-def plot_locate_summary(result, truth: Seq[int | None] | None = None) -> Figure:
+def plot_locate_summary(result, truth: Sequence[int | None] | None = None) -> Figure:
     """One page for a ``xcalab.locator.LocateResult``: triplets, timeline, score curves. Returns the Figure.
 
     truth: true (start, apex, end) frames to draw beside the prediction (default: the cine's own truth,

@@ -1,6 +1,6 @@
 """Figures of the XCA-Synth simulator: the tree, the contrast curves, frames with their truth, motion, realism.
 
-Every function takes data (a ``Sequence`` made by XCA-Synth, its ``SimParams``, or realism rows) and, where
+Every function takes data (a ``Cine`` made by XCA-Synth, its ``SimParams``, or realism rows) and, where
 one axes suffices, ``ax=None``; each returns the matplotlib Figure and never calls ``plt.show()``.
 
     plot_tree(params)                   3-D centrelines on the heart + their cone-beam projection
@@ -19,7 +19,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from xcalab.data.io import Sequence
+from xcalab.data.io import Cine
 from xcalab.viz.palette import KEYFRAME_COLORS, PHASE_COLORS
 
 PHASE_NAMES = ("pre-contrast", "filling", "apex plateau", "washout", "after")
@@ -33,17 +33,17 @@ def _figure(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes
 
 
 def _params(source):
-    """SimParams from a SimParams or an XCA-Synth Sequence (its meta["params"])."""
+    """SimParams from a SimParams or an XCA-Synth Cine (its meta["params"])."""
     from xcalab.data.synth.params import SimParams
 
     if isinstance(source, SimParams):
         return source
-    if isinstance(source, Sequence) and isinstance(source.meta.get("params"), dict):
+    if isinstance(source, Cine) and isinstance(source.meta.get("params"), dict):
         return SimParams.from_dict(source.meta["params"])
-    raise ValueError("expected an XCA-Synth Sequence (with meta['params']) or a SimParams")
+    raise ValueError("expected an XCA-Synth Cine (with meta['params']) or a SimParams")
 
 
-def _synthetic(seq: Sequence) -> Sequence:
+def _synthetic(seq: Cine) -> Cine:
     if seq.truth is None or "curves" not in seq.meta:
         raise ValueError(f"{seq.video_id!r} is not an XCA-Synth sequence with truth and curves")
     return seq
@@ -57,7 +57,7 @@ def _synthetic(seq: Sequence) -> Sequence:
 def plot_projection(params, ax: Axes | None = None, catheter: bool = True, labels: bool = True) -> Figure:
     """The tree projected by the run's C-arm: line width = lumen diameter on the detector, image axes in pixels.
 
-    params: ``SimParams`` or an XCA-Synth ``Sequence``.
+    params: ``SimParams`` or an XCA-Synth ``Cine``.
     """
     from xcalab.data.synth.anatomy import build_tree
 
@@ -126,7 +126,7 @@ def _shade_phases(ax: Axes, phases: np.ndarray, t: np.ndarray) -> None:
         seen.add(ph)
 
 
-def plot_contrast_curves(seq: Sequence, ax: Axes | None = None, seconds: bool = True) -> Figure:
+def plot_contrast_curves(seq: Cine, ax: Axes | None = None, seconds: bool = True) -> Figure:
     """Iodine mass (the keyframe curve), opacified area, injection and blush over time, each scaled to peak 1;
     the phases shaded, the keyframes drawn, and the rule's thresholds dotted."""
     seq = _synthetic(seq)
@@ -158,7 +158,7 @@ def plot_contrast_curves(seq: Sequence, ax: Axes | None = None, seconds: bool = 
     return fig
 
 
-def plot_synth_strip(seq: Sequence, n: int = 6, indices: list[int] | None = None) -> Figure:
+def plot_synth_strip(seq: Cine, n: int = 6, indices: list[int] | None = None) -> Figure:
     """Frames (top) over their opacified-vessel maps (bottom); keyframes framed in their colour, phase in the title."""
     seq = _synthetic(seq)
     kf = seq.truth.keyframes
@@ -193,7 +193,7 @@ def plot_synth_strip(seq: Sequence, n: int = 6, indices: list[int] | None = None
 # --------------------------------------------------------------------------------------------------
 
 
-def plot_motion_curves(seq: Sequence, ax: Axes | None = None) -> Figure:
+def plot_motion_curves(seq: Cine, ax: Axes | None = None) -> Figure:
     """Squeeze / shortening / twist contraction, breathing (mm) and table pan (mm) over time; R waves dotted."""
     from xcalab.data.synth.motion import contraction_profiles, r_wave_times, respiration, table_pan
 
@@ -219,7 +219,7 @@ def plot_motion_curves(seq: Sequence, ax: Axes | None = None) -> Figure:
     return fig
 
 
-def plot_motion(seq: Sequence) -> Figure:
+def plot_motion(seq: Cine) -> Figure:
     """Left: the motion curves. Right: opacified vessels at the most and least contracted plateau frames
     (red / cyan; white where they overlap) -- how far a heartbeat moves the arteries."""
     seq = _synthetic(seq)
@@ -280,7 +280,7 @@ def _match_size(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return ndimage.zoom(frame, (size[0] / frame.shape[0], size[1] / frame.shape[1]), order=1)
 
 
-def plot_real_vs_synth(real: Sequence, synth: Sequence, real_frame: int | None = None,
+def plot_real_vs_synth(real: Cine, synth: Cine, real_frame: int | None = None,
                        synth_frame: int | None = None) -> Figure:
     """A real and a synthetic frame side by side on the same grey scale (0-1) and pixel grid (the synthetic
     frame is resampled to the real frame's size), each with its grey-level histogram inside the field.
@@ -290,7 +290,7 @@ def plot_real_vs_synth(real: Sequence, synth: Sequence, real_frame: int | None =
     """
     from xcalab.data.synth.realism import field_of_view, vessel_index_curve
 
-    def pick(seq: Sequence, frame: int | None) -> int:
+    def pick(seq: Cine, frame: int | None) -> int:
         if frame is not None:
             return int(frame)
         if seq.truth is not None:

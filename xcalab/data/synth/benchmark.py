@@ -18,7 +18,7 @@ A build folder (default ``data/cache/xca-synth-<name>-seed<N>/``, git-ignored) h
     dicom/<id>.dcm           with --dicom: the same cine as DICOM XA (``xcalab.data.io.write_dicom``)
     annotations.json         ActivityNet-1.3 (train / validation / test from the preset's split), written last
 
-Sequence i is drawn from the seed tuple (seed, i) alone (its tree alternates and its frame rate cycles with
+Cine i is drawn from the seed tuple (seed, i) alone (its tree alternates and its frame rate cycles with
 i + seed, so every subset mixes both trees and all frame rates), so a build is byte-identical for a seed whatever the number of workers, and any subset of it can be rebuilt.
 
 A config with ``synth.scenarios`` builds archive-like cines instead (``scenarios.simulate_scenario``: natural time
@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 
 from xcalab.config import CONFIGS, PRESETS, Config, get_preset
-from xcalab.data.io import Sequence, Truth, atomic_path
+from xcalab.data.io import Cine, Truth, atomic_path
 from xcalab.errors import XcalabInputError
 
 FORMAT = "xca-synth-benchmark/1"
@@ -63,8 +63,8 @@ SUBSETS = ("train", "validation", "test")
 # --------------------------------------------------------------------------------------------------
 
 
-def write_sequence_npz(seq: Sequence, path: str | Path) -> Path:
-    """Write a synthetic ``Sequence`` as a deterministic, compressed .npz (see the module docstring). Atomic."""
+def write_sequence_npz(seq: Cine, path: str | Path) -> Path:
+    """Write a synthetic ``Cine`` as a deterministic, compressed .npz (see the module docstring). Atomic."""
     if seq.truth is None or seq.truth.vessel_maps is None or seq.truth.phases is None:
         raise XcalabInputError(path, f"{seq.video_id!r} has no full ground truth to store")
     bits = int(seq.meta.get("bits_stored", 8))
@@ -92,8 +92,8 @@ def write_sequence_npz(seq: Sequence, path: str | Path) -> Path:
     return path
 
 
-def read_sequence_npz(path: str | Path) -> Sequence:
-    """Read a cine written by ``write_sequence_npz`` back into a ``Sequence`` with its truth."""
+def read_sequence_npz(path: str | Path) -> Cine:
+    """Read a cine written by ``write_sequence_npz`` back into a ``Cine`` with its truth."""
     path = Path(path)
     if not path.is_file():
         raise XcalabInputError(path, "no such XCA-Synth sequence file")
@@ -108,7 +108,7 @@ def read_sequence_npz(path: str | Path) -> Sequence:
     except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
         raise XcalabInputError(path, f"not a readable XCA-Synth sequence file ({err})") from None
     meta["file"] = str(path)
-    return Sequence(frames, fps, video_id=path.stem, meta=meta, truth=truth)
+    return Cine(frames, fps, video_id=path.stem, meta=meta, truth=truth)
 
 
 def _summary_npz(path: Path) -> dict[str, Any]:
@@ -256,7 +256,7 @@ def build_one(root: str, job: dict[str, Any], dicom: bool) -> dict[str, Any]:
     return {"index": job["index"], **_summary_npz(npz)}
 
 
-def _write_dicom(seq: Sequence, path: Path) -> None:
+def _write_dicom(seq: Cine, path: Path) -> None:
     from xcalab.data.io import write_dicom
 
     write_dicom(seq, path, bits_stored=int(seq.meta.get("bits_stored", 8)))
@@ -390,11 +390,11 @@ def _write_annotations(root: Path, jobs: list[dict[str, Any]], setting: int) -> 
 
 @dataclass
 class SynthBenchmark:
-    """A finished build: its annotations and a loader of ``Sequence`` (frames + truth) by video id.
+    """A finished build: its annotations and a loader of ``Cine`` (frames + truth) by video id.
 
         bench = load_benchmark(path)
         bench.annotations["synth-0000"].keyframes
-        seq = bench.load("synth-0000")          # Sequence with truth (keyframes, vessel maps, phases)
+        seq = bench.load("synth-0000")          # Cine with truth (keyframes, vessel maps, phases)
         for seq in bench.sequences("test"): ...
     """
 
@@ -405,12 +405,12 @@ class SynthBenchmark:
     def video_ids(self, subset: str | None = None) -> list[str]:
         return sorted(v for v, a in self.annotations.items() if subset is None or a.subset == subset)
 
-    def load(self, video_id: str) -> Sequence:
+    def load(self, video_id: str) -> Cine:
         if video_id not in self.annotations:
             raise XcalabInputError(self.root, f"no video {video_id!r} in this build")
         return read_sequence_npz(self.root / "sequences" / f"{video_id}.npz")
 
-    def sequences(self, subset: str | None = None) -> Iterator[Sequence]:
+    def sequences(self, subset: str | None = None) -> Iterator[Cine]:
         for vid in self.video_ids(subset):
             yield self.load(vid)
 

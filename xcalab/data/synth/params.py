@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence as Seq
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,7 +157,7 @@ def _plain(x: Any) -> Any:
     return x
 
 
-def seed_tuple(seed: int | Seq[int]) -> tuple[int, ...]:
+def seed_tuple(seed: int | Sequence[int]) -> tuple[int, ...]:
     """A seed as a tuple of non-negative ints (``SeedSequence`` entropy): 7 -> (7,), (7, 3) -> (7, 3)."""
     values = (seed,) if isinstance(seed, (int, np.integer)) else tuple(seed)
     if not values or any(int(v) < 0 for v in values):
@@ -166,7 +166,7 @@ def seed_tuple(seed: int | Seq[int]) -> tuple[int, ...]:
 
 
 def sample_params(
-    seed: int | Seq[int],
+    seed: int | Sequence[int],
     image_size: int = 256,
     fps: float = 15.0,
     tree: str = "left",
@@ -248,7 +248,7 @@ def _contrast_seed(seeds: tuple[int, ...], draw: int) -> np.random.SeedSequence:
     return np.random.SeedSequence(list(seeds), spawn_key=key)
 
 
-def sample_injection(seed: int | Seq[int], tree: str = "left", knobs: Knobs | None = None,
+def sample_injection(seed: int | Sequence[int], tree: str = "left", knobs: Knobs | None = None,
                      draw: int = 0) -> ContrastParams:
     """The injection that ``sample_params(seed, tree=tree, knobs=knobs, contrast_draw=draw)`` draws, before any
     fit to a frame budget (time_scale 1), without drawing anything else (cheap: to size a run first)."""

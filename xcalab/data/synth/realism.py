@@ -32,7 +32,7 @@ import numpy as np
 from scipy import ndimage
 
 from xcalab.data.curves import black_tophat
-from xcalab.data.io import Sequence
+from xcalab.data.io import Cine
 from xcalab.data.samples import real_cine_path
 
 #: Target ranges of Sec. 5.3 (and Sec. 2.2-2.3, 3.4): name -> (low, high, source).
@@ -154,7 +154,7 @@ def _rise_fall(curve: np.ndarray, pre: float, fps: float) -> tuple[float, float,
     return float(rise), float(fall), peak
 
 
-def realism_statistics(seq: Sequence) -> dict[str, float]:
+def realism_statistics(seq: Cine) -> dict[str, float]:
     """The Sec. 5.3 proxy statistics of one cine (real or synthetic). NaN where a statistic is undefined.
 
     Uses the truth (keyframes) when present for the pre-contrast window, the apex frame and the durations;
@@ -223,7 +223,7 @@ class RealismRow:
         return bool(np.isfinite(self.synth_median) and lo <= self.synth_median <= hi)
 
 
-def load_real_cine(name: str = "xa_rca_cine_96f_30fps") -> Sequence | None:
+def load_real_cine(name: str = "xa_rca_cine_96f_30fps") -> Cine | None:
     """The shared real RCA cine, read in place through ``read_dicom``; None when it is not there."""
     path = real_cine_path(name)
     if path is None:
@@ -234,8 +234,8 @@ def load_real_cine(name: str = "xa_rca_cine_96f_30fps") -> Sequence | None:
 
 
 def realism_table(
-    synth: Iterable[Sequence] | None = None,
-    real: Sequence | None = None,
+    synth: Iterable[Cine] | None = None,
+    real: Cine | None = None,
     n_synth: int = 4,
     image_size: int = 512,
     seed: int = 0,

@@ -59,13 +59,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence as Seq
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from xcalab.config import check_durations, check_scenario, frame_counts
-from xcalab.data.io import Sequence
+from xcalab.data.io import Cine
 from xcalab.data.synth.dynamics import KeyframeRule
 from xcalab.data.synth.params import (
     SCENARIO_CHILD,
@@ -170,7 +170,7 @@ def placements(scenario: str, keyframes: tuple[int, int, int], mass: np.ndarray,
 
 
 def plan_scenario(
-    seed: int | Seq[int],
+    seed: int | Sequence[int],
     scenario: str,
     fps: float = 15.0,
     image_size: int = 256,
@@ -231,7 +231,7 @@ def plan_scenario(
 
 
 def simulate_scenario(
-    seed: int | Seq[int],
+    seed: int | Sequence[int],
     scenario: str,
     fps: float = 15.0,
     image_size: int = 256,
@@ -240,7 +240,7 @@ def simulate_scenario(
     knobs: Knobs | None = None,
     rule: KeyframeRule | None = None,
     video_id: str | None = None,
-) -> Sequence:
+) -> Cine:
     """One archive-like cine of ``scenario`` with its true status (see the module docstring).
 
     Args:
@@ -254,7 +254,7 @@ def simulate_scenario(
         video_id: name of the cine (default "xcasynth-<seed>-<scenario>").
 
     Returns:
-        ``Sequence`` as ``simulate_sequence`` returns it (frames float32 [N, H, W], truth with keyframes, vessel
+        ``Cine`` as ``simulate_sequence`` returns it (frames float32 [N, H, W], truth with keyframes, vessel
         maps [N, H, W] and phases [N]), meta["params"] describing the natural run the cine was cut from, plus
         meta "scenario", "status", "keyframes_present", "keyframes_true", "keyframes_outside", "scenario_draw",
         "durations_s" and "window".

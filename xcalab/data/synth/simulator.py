@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence as Seq
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
 
-from xcalab.data.io import Sequence, Truth
+from xcalab.data.io import Cine, Truth
 from xcalab.data.synth.anatomy import SAMPLE_SPACING_MM, Tree, build_tree
 from xcalab.data.synth.dynamics import (
     PHASES,
@@ -70,7 +70,7 @@ BLUSH_FROM = 0.4
 
 
 def simulate_sequence(
-    seed: int | Seq[int],
+    seed: int | Sequence[int],
     image_size: int = 256,
     n_frames: int | None = None,
     fps: float = 15.0,
@@ -79,7 +79,7 @@ def simulate_sequence(
     frames_range: tuple[int, int] = (31, 379),
     rule: KeyframeRule | None = None,
     video_id: str | None = None,
-) -> Sequence:
+) -> Cine:
     """One synthetic cine with exact ground truth.
 
     Args:
@@ -94,7 +94,7 @@ def simulate_sequence(
         video_id: name of the sequence (default "xcasynth-<seed>").
 
     Returns:
-        ``Sequence`` with frames float32 [N, H, W] in [0, 1] (2^bits - 1 levels; vessels dark), fps, and
+        ``Cine`` with frames float32 [N, H, W] in [0, 1] (2^bits - 1 levels; vessels dark), fps, and
         truth = Truth(keyframes (start, apex, end), vessel_maps float32 [N, H, W] in [0, 1], phases int8 [N]);
         meta holds "source" = "xca-synth", "seed", "params" (every parameter, JSON), "curves" (iodine mass,
         opacified area, ...), "keyframes_exact", "rwave_frames" and derived statistics.
@@ -159,7 +159,7 @@ def contrast_passage(params: SimParams, tree: Tree | None = None):
     return tree, passage, fov, (exact, censored, keyframes, phases)
 
 
-def render(params: SimParams, video_id: str | None = None, window: tuple[int, int] | None = None) -> Sequence:
+def render(params: SimParams, video_id: str | None = None, window: tuple[int, int] | None = None) -> Cine:
     """Render the sequence that ``params`` describe (deterministic). See ``simulate_sequence`` for the output.
 
     window: (first, count) renders only frames first .. first + count - 1 of the run, as a recording of just
@@ -289,7 +289,7 @@ def render(params: SimParams, video_id: str | None = None, window: tuple[int, in
     }
     if window is not None:
         meta["window"] = {"first_frame": lo, "n_frames": hi - lo, "run_frames": n}
-    return Sequence(frames, params.fps, video_id=vid, meta=meta,
+    return Cine(frames, params.fps, video_id=vid, meta=meta,
                     truth=Truth(keyframes=keyframes_cut, vessel_maps=vessel_maps, phases=phases[cut]))
 
 
