@@ -2,7 +2,7 @@
 
 ``seed_everything`` makes a run repeatable on the CPU (same seed -> same data, model and numbers);
 ``resolve_device`` turns "auto" into CUDA when there is one, else the CPU. No code path assumes CUDA.
-``count_parameters`` counts what a model trains.
+``count_parameters`` counts what a model trains; ``as_array`` checks what a figure or probe is given.
 
 **Seed streams.** Every random draw of training and inference that must not depend on the order things
 run in is seeded by *where it happens*: ``derive_seed(seed, STREAM, ...)`` with one stream per kind of
@@ -63,3 +63,12 @@ def resolve_device(name: str = "auto") -> torch.device:
 def count_parameters(model: torch.nn.Module) -> int:
     """Trainable (``requires_grad``) parameters of ``model``."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def as_array(x, ndim: int, name: str, shape: str, dtype=np.float32) -> np.ndarray:
+    """Anything array-like (torch tensors included, detached to the CPU) as a numpy array of ``ndim``
+    dimensions; ValueError naming ``name`` and the expected ``shape`` otherwise."""
+    a = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=dtype)
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must be {shape}, got shape {a.shape}")
+    return a

@@ -70,8 +70,8 @@ def test_capturing_maps_changes_no_prediction():
 
 
 def test_recorded_gates_are_the_cells_gates_step_by_step():
-    """The gates ConvLSTM records equal a hand-run of its top cell (``viz.long_term.convlstm_gate_trace``)."""
-    from xcalab.viz.long_term import convlstm_gate_trace
+    """The gates ConvLSTM records equal a hand-run of its top cell (``probes.long_term.convlstm_gate_trace``)."""
+    from xcalab.probes.long_term import convlstm_gate_trace
 
     torch.manual_seed(3)
     net = ConvLSTM(1, (1,), 3)

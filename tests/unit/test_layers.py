@@ -18,7 +18,7 @@ LAYERS = (
     ("xcalab.features",),
     ("xcalab.models",),
     ("xcalab.metrics", "xcalab.postprocess", "xcalab.scoring", "xcalab.inference", "xcalab.locator",
-     "xcalab.attention_maps"),
+     "xcalab.attention_maps", "xcalab.probes"),
     ("xcalab.train",),
     ("xcalab.evaluation", "xcalab.pipeline", "xcalab.locate_training"),
     ("xcalab.reproduce", "xcalab.locate", "xcalab.cli", "xcalab.notebook", "xcalab.viz"),

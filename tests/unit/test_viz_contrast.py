@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from xcalab.models import sample_near_apex
+from xcalab.probes import contrast as probe
 from xcalab.viz import contrast as vz
 
 RNG = np.random.default_rng(0)
@@ -120,39 +121,39 @@ def test_pca_2d_recovers_a_plane_and_is_deterministic():
     plane = RNG.normal(size=(30, 2)) * [3.0, 1.0]
     basis = np.linalg.qr(RNG.normal(size=(7, 2)))[0].T  # an orthonormal 2-D plane in 7-D
     x = plane @ basis + 5.0  # shifted away from the origin
-    out = vz.pca_2d(x, normalise=False)
+    out = probe.pca_2d(x, normalise=False)
     assert out.points.shape == (30, 2) and out.explained.sum() == pytest.approx(1.0)
     assert out.explained[0] > out.explained[1]
     # a rotation/reflection of the centred plane: every pairwise distance is kept
     dist = lambda p: np.linalg.norm(p[:, None] - p[None], axis=-1)  # noqa: E731
     np.testing.assert_allclose(dist(out.points), dist(plane), atol=1e-9)
-    np.testing.assert_array_equal(vz.pca_2d(x, normalise=False).points, out.points)
+    np.testing.assert_array_equal(probe.pca_2d(x, normalise=False).points, out.points)
     assert (out.points[np.abs(out.points).argmax(axis=0), [0, 1]] > 0).all()  # sign convention
     # normalised: only directions count, so scaling one row changes nothing
     scaled = x.copy()
     scaled[3] *= 10
-    np.testing.assert_allclose(vz.pca_2d(scaled).points, vz.pca_2d(x).points, atol=1e-9)
+    np.testing.assert_allclose(probe.pca_2d(scaled).points, probe.pca_2d(x).points, atol=1e-9)
     for bad in (x[:1], x[:, :1], x[0]):
         with pytest.raises(ValueError):
-            vz.pca_2d(bad)
+            probe.pca_2d(bad)
 
 
 def test_cosine_summary_hand_values():
     u = np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 3.0]])
     d = torch.tensor([[0.0, -1.0], [-1.0, 0.0]])
-    out = vz.cosine_summary(u, d)
+    out = probe.cosine_summary(u, d)
     # fg pairs: cos(u1, u2) = 1, cos(u1, u3) = cos(u2, u3) = 0 -> mean 1/3; bg pair: cos = 0
     assert out["fg–fg"] == pytest.approx(1 / 3) and out["bg–bg"] == pytest.approx(0.0)
     # fg-bg: (0 + -1) + (0 + -1) + (-1 + 0) over 6 pairs = -1/2
     assert out["fg–bg"] == pytest.approx(-0.5)
     with pytest.raises(ValueError):
-        vz.cosine_summary(u, np.zeros((2, 3)))
+        probe.cosine_summary(u, np.zeros((2, 3)))
 
 
 def test_embeddings_2d_panels_scatter_the_points():
     before = RNG.normal(size=(10, 2))
     labels = np.array([1] * 4 + [0] * 6)
-    fig = vz.plot_embeddings_2d({"fresh": before, "trained": vz.pca_2d(RNG.normal(size=(10, 5)))}, labels,
+    fig = vz.plot_embeddings_2d({"fresh": before, "trained": probe.pca_2d(RNG.normal(size=(10, 5)))}, labels,
                                 losses={"fresh": 0.6931, "trained": 0.25})
     left, right = fig.axes
     assert left.get_title() == "fresh\nSNN loss 0.693" and right.get_title().endswith("0.250")
@@ -200,10 +201,10 @@ def test_sampled_steps_marks_every_draw():
 
 def test_patch_of_cuts_the_kernel():
     m = np.arange(64, dtype=np.float32).reshape(8, 8)
-    np.testing.assert_array_equal(vz.patch_of(m, (3, 5), 3), m[2:5, 4:7])
+    np.testing.assert_array_equal(probe.patch_of(m, (3, 5), 3), m[2:5, 4:7])
     for centre, size in (((1, 4), 5), ((4, 6), 5), ((4, 4), 4)):
         with pytest.raises(ValueError):
-            vz.patch_of(m, centre, size)
+            probe.patch_of(m, centre, size)
 
 
 def test_patch_and_responses_panels():

@@ -8,8 +8,10 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
+from xcalab.data.annotations import keyframe_grid, phase_steps
 from xcalab.models.convlstm import ConvLSTMCell
 from xcalab.models.long_term import LongTermAttention
+from xcalab.probes import long_term as probe
 from xcalab.viz import long_term as vz
 
 RNG = np.random.default_rng(0)
@@ -32,16 +34,16 @@ def sigmoid(z: float) -> float:
 
 
 def test_toy_blob_rises_and_fades_symmetrically():
-    x = vz.toy_blob_sequence((0, 0.5, 1, 0.5, 0), size=7)
+    x = probe.toy_blob_sequence((0, 0.5, 1, 0.5, 0), size=7)
     assert x.shape == (5, 7, 7) and x[2, 3, 3] == pytest.approx(1.0) and x[0].max() == 0
     assert np.array_equal(x[1], x[3])  # the same map while coming and going
     with pytest.raises(ValueError):
-        vz.toy_blob_sequence((), size=7)
+        probe.toy_blob_sequence((), size=7)
 
 
 def test_hand_set_gates_follow_their_formulas_at_the_blob_centre():
-    x = vz.toy_blob_sequence()
-    trace = vz.convlstm_gate_trace(vz.hand_set_convlstm_cell(), x)
+    x = probe.toy_blob_sequence()
+    trace = probe.convlstm_gate_trace(probe.hand_set_convlstm_cell(), x)
     assert set(trace) == set(vz.TRACE_ROWS) and all(v.shape == x.shape for v in trace.values())
     centre = (4, 4)
     c_prev = 0.0
@@ -64,7 +66,7 @@ def test_trace_equals_the_cell_itself():
     torch.manual_seed(0)
     cell = ConvLSTMCell(1, 1, kernel_size=3).eval()
     x = RNG.random((5, 6, 6)).astype(np.float32)
-    trace = vz.convlstm_gate_trace(cell, x)
+    trace = probe.convlstm_gate_trace(cell, x)
     h = c = torch.zeros(1, 1, 6, 6)
     with torch.no_grad():
         for t in range(5):
@@ -72,12 +74,12 @@ def test_trace_equals_the_cell_itself():
             assert np.allclose(trace["h"][t], h[0, 0].numpy(), atol=1e-6)
             assert np.allclose(trace["c"][t], c[0, 0].numpy(), atol=1e-6)
     with pytest.raises(ValueError, match="1 input channel"):
-        vz.convlstm_gate_trace(ConvLSTMCell(2, 1), x)
+        probe.convlstm_gate_trace(ConvLSTMCell(2, 1), x)
 
 
 def test_plot_convlstm_gates_grid_and_pixel_curves():
-    x = vz.toy_blob_sequence((0, 1, 0.5), size=5)
-    trace = vz.convlstm_gate_trace(vz.hand_set_convlstm_cell(), x)
+    x = probe.toy_blob_sequence((0, 1, 0.5), size=5)
+    trace = probe.convlstm_gate_trace(probe.hand_set_convlstm_cell(), x)
     fig = vz.plot_convlstm_gates(trace)
     assert isinstance(fig, Figure)
     image_axes = [ax for ax in fig.axes if ax.images]
@@ -102,7 +104,7 @@ def test_attention_by_mode_matches_the_module():
     size, steps = 6, 5
     module = LongTermAttention("STA", map_size=size).eval()
     features = torch.rand(size * size, steps)
-    maps = vz.attention_by_mode(module, features)
+    maps = probe.attention_by_mode(module, features)
     with torch.no_grad():
         out = module(features[None])
     as_maps = lambda f: f[0].T.reshape(steps, size, size).numpy()  # noqa: E731
@@ -111,20 +113,20 @@ def test_attention_by_mode_matches_the_module():
     assert np.allclose(maps["TA"], torch.sigmoid(torch.from_numpy(as_maps(out.temporal))).numpy(), atol=1e-6)
     assert not np.allclose(maps["SA"], maps["STA"])  # TA changes what SA sees
     with pytest.raises(ValueError, match="both TA and SA"):
-        vz.attention_by_mode(LongTermAttention("SA", map_size=size), features)
+        probe.attention_by_mode(LongTermAttention("SA", map_size=size), features)
     with pytest.raises(ValueError, match="features"):
-        vz.attention_by_mode(module, features[:10])
+        probe.attention_by_mode(module, features[:10])
 
 
 def test_keyframe_grid_and_phase_steps():
-    assert vz.keyframe_grid((10, 26, 50)) == {"start": 2.0, "apex": 6.0, "end": 12.0}
-    steps = vz.phase_steps((18, 42, 74), n_steps=20)  # grid 4, 10, 18
+    assert keyframe_grid((10, 26, 50)) == {"start": 2.0, "apex": 6.0, "end": 12.0}
+    steps = phase_steps((18, 42, 74), n_steps=20)  # grid 4, 10, 18
     assert steps == {"before": 2, "start": 4, "filling": 7, "apex": 10, "washout": 14, "end": 18, "after": 19}
-    short = vz.phase_steps((2, 10, 60), n_steps=6)  # start at step 0, end past the last step
+    short = phase_steps((2, 10, 60), n_steps=6)  # start at step 0, end past the last step
     assert "before" not in short and list(short.values()) == sorted(short.values())
     assert short["washout"] == 5 and "end" not in short and "after" not in short  # clipped: the first name keeps it
     with pytest.raises(ValueError):
-        vz.phase_steps((2, 10, 60), n_steps=0)
+        phase_steps((2, 10, 60), n_steps=0)
 
 
 def test_plot_long_term_maps_panels_and_keyframe_frames():
@@ -168,14 +170,14 @@ def test_region_means_inside_and_outside():
     maps[:, :2] = 1.0  # top half bright
     region = np.zeros((4, 4), dtype=bool)
     region[0] = True  # the top row: inside it everything is bright
-    inside, outside = vz.region_means(maps, region)
+    inside, outside = probe.region_means(maps, region)
     assert np.allclose(inside, 1.0) and np.allclose(outside, 4 / 12)
     per_step = np.zeros((3, 4, 4), dtype=bool)
     per_step[1, 3] = True  # only step 1 has a region, on the dark bottom row
-    inside, outside = vz.region_means(maps, per_step)
+    inside, outside = probe.region_means(maps, per_step)
     assert np.isnan(inside[0]) and inside[1] == 0.0 and outside[1] == pytest.approx(8 / 12)
     with pytest.raises(ValueError, match="region"):
-        vz.region_means(maps, np.zeros((3, 3), dtype=bool))
+        probe.region_means(maps, np.zeros((3, 3), dtype=bool))
 
 
 def test_plot_attention_over_time_lines_and_keyframes():
@@ -186,7 +188,7 @@ def test_plot_attention_over_time_lines_and_keyframes():
     top = fig.axes[0]
     assert [line.get_label() for line in top.lines] == ["vessel region", "background", "true start", "true apex",
                                                        "true end"]
-    assert np.allclose(top.lines[0].get_ydata(), vz.region_means(maps["X"], region)[0])
+    assert np.allclose(top.lines[0].get_ydata(), probe.region_means(maps["X"], region)[0])
     assert top.lines[3].get_xdata()[0] == 4.0 and fig.axes[1].get_ylabel() == "mean A"
     whole = vz.plot_attention_over_time(maps["A"])  # one array, no region: the whole map's mean
     assert [line.get_label() for line in whole.axes[0].lines] == ["whole map"]

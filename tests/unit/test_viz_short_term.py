@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from xcalab.config import get_preset
 from xcalab.models import TransformerPyramid, local_attention
 from xcalab.models.detector import KeyframeDetector
+from xcalab.probes import short_term as probe
 from xcalab.runtime import count_parameters
 from xcalab.viz import short_term as vz
 
@@ -39,7 +40,7 @@ def random_band(heads: int, steps: int, half_window: int, seed: int = 0) -> torc
 @pytest.mark.parametrize(("steps", "half_window"), [(7, 2), (4, 3), (5, 0), (1, 2)])
 def test_band_to_dense_rows_sum_to_one_and_zero_outside_the_band(steps, half_window):
     band = random_band(3, steps, half_window)
-    dense = vz.band_to_dense(band, half_window)
+    dense = probe.band_to_dense(band, half_window)
     assert dense.shape == (3, steps, steps) and dense.dtype == band.dtype
     torch.testing.assert_close(dense.sum(-1), torch.ones(3, steps, dtype=torch.float64))
     t = torch.arange(steps)
@@ -55,20 +56,20 @@ def test_band_to_dense_rows_sum_to_one_and_zero_outside_the_band(steps, half_win
 
 def test_band_to_dense_keeps_numpy_and_leading_axes():
     band = random_band(2, 6, 1).numpy()
-    dense = vz.band_to_dense(band[None], 1)
+    dense = probe.band_to_dense(band[None], 1)
     assert isinstance(dense, np.ndarray) and dense.shape == (1, 2, 6, 6)
     assert np.array_equal(dense[0, 1, 3, 2:5], band[1, 3])
 
 
 def test_band_to_dense_refuses_bad_input():
     with pytest.raises(ValueError, match="2w \\+ 1"):
-        vz.band_to_dense(np.zeros((2, 6, 4)), 2)
+        probe.band_to_dense(np.zeros((2, 6, 4)), 2)
     with pytest.raises(ValueError):
-        vz.band_to_dense(np.zeros(5), 2)
+        probe.band_to_dense(np.zeros(5), 2)
     bad = np.zeros((1, 6, 5))
     bad[0, 0, 0] = 1.0  # query 0 cannot see key -2
     with pytest.raises(ValueError, match="outside"):
-        vz.band_to_dense(bad, 2)
+        probe.band_to_dense(bad, 2)
 
 
 def test_dense_attention_with_a_band_is_local_attention_and_without_is_softmax():
@@ -77,10 +78,10 @@ def test_dense_attention_with_a_band_is_local_attention_and_without_is_softmax()
     mask = torch.ones(2, 9, dtype=torch.bool)
     mask[1, 7:] = False
     out, band = local_attention(q, k, v, mask, mask, 2)
-    dense_out, dense = vz.dense_attention(q, k, v, mask, mask, half_window=2)
+    dense_out, dense = probe.dense_attention(q, k, v, mask, mask, half_window=2)
     torch.testing.assert_close(dense_out, out, rtol=0, atol=1e-12)
-    torch.testing.assert_close(vz.band_to_dense(band, 2), dense, rtol=0, atol=1e-12)
-    full_out, full = vz.dense_attention(q, k, v, mask, mask)
+    torch.testing.assert_close(probe.band_to_dense(band, 2), dense, rtol=0, atol=1e-12)
+    full_out, full = probe.dense_attention(q, k, v, mask, mask)
     torch.testing.assert_close(full[0], (q[0] @ k[0].transpose(-1, -2)).softmax(-1))
     assert (full[1, :, 7:] == 0).all() and (full[1, :, :, 7:] == 0).all()
     # the band restricts the softmax: renormalising dense weights inside the band gives the local ones
@@ -103,13 +104,13 @@ def test_module_band_weights_equal_dense_attention_under_a_band_mask(block):
     mask = torch.ones(2, 11, dtype=torch.bool)
     mask[1, 8:] = False
     weights = pyramid(x, mask, return_attention=True).attention[block.removeprefix("transformer/")]
-    inputs = vz.attention_inputs(pyramid, x, mask, block)
-    _, dense = vz.dense_attention(inputs.q, inputs.k, inputs.v, inputs.mask, inputs.mask, half_window=2)
-    torch.testing.assert_close(vz.band_to_dense(weights, 2), dense, rtol=0, atol=1e-12)
+    inputs = probe.attention_inputs(pyramid, x, mask, block)
+    _, dense = probe.dense_attention(inputs.q, inputs.k, inputs.v, inputs.mask, inputs.mask, half_window=2)
+    torch.testing.assert_close(probe.band_to_dense(weights, 2), dense, rtol=0, atol=1e-12)
     with pytest.raises(ValueError, match="no block"):
-        vz.attention_inputs(pyramid, x, mask, "level5.block0")
+        probe.attention_inputs(pyramid, x, mask, "level5.block0")
     with pytest.raises(ValueError, match="block name"):
-        vz.attention_inputs(pyramid, x, mask, "stem0")
+        probe.attention_inputs(pyramid, x, mask, "stem0")
 
 
 def test_attention_inputs_of_a_detector():
@@ -118,7 +119,7 @@ def test_attention_inputs_of_a_detector():
     detector = KeyframeDetector(cfg).eval()
     x, mask = torch.rand(1, 4096, 8), torch.ones(1, 8, dtype=torch.bool)
     out = detector(x, mask, return_attention=True, generator=torch.Generator().manual_seed(1))
-    inputs = vz.attention_inputs(detector, x, mask, "level0.block0", generator=torch.Generator().manual_seed(1))
+    inputs = probe.attention_inputs(detector, x, mask, "level0.block0", generator=torch.Generator().manual_seed(1))
     _, band = local_attention(inputs.q, inputs.k, inputs.v, inputs.mask, inputs.mask, cfg.half_window)
     torch.testing.assert_close(band, out.attention["transformer/level0.block0"])
 
@@ -130,25 +131,25 @@ def test_attention_inputs_of_a_detector():
 
 def test_allocated_megabytes_counts_new_storage_not_views():
     x = torch.zeros(256, 256)
-    assert vz.allocated_megabytes(lambda: x.t().unfold(0, 3, 1)) == 0.0
-    assert vz.allocated_megabytes(lambda: x @ x) == pytest.approx(256 * 256 * 4 / 2**20)
+    assert probe.allocated_megabytes(lambda: x.t().unfold(0, 3, 1)) == 0.0
+    assert probe.allocated_megabytes(lambda: x @ x) == pytest.approx(256 * 256 * 4 / 2**20)
 
 
 def test_time_attention_records_and_dense_memory_grows_quadratically():
-    results = vz.time_attention([16, 64], half_window=2, n_heads=1, head_dim=4, repeats=1)
+    results = probe.time_attention([16, 64], half_window=2, n_heads=1, head_dim=4, repeats=1)
     assert [(r["steps"], r["method"]) for r in results] == [(16, "local"), (16, "dense"), (64, "local"), (64, "dense")]
     assert all(r["seconds"] > 0 and r["megabytes"] > 0 for r in results)
     mb = {(r["steps"], r["method"]): r["megabytes"] for r in results}
     assert mb[64, "dense"] / mb[16, "dense"] > 10  # T x T score matrices: 16x the entries
     assert mb[64, "local"] / mb[16, "local"] < 5  # windows: linear in T
     with pytest.raises(ValueError):
-        vz.time_attention([], repeats=1)
+        probe.time_attention([], repeats=1)
 
 
 def test_parameter_groups_add_up_and_short_term_off_drops_the_stem():
     cfg = get_preset("smoke").model
     full, without = KeyframeDetector(cfg), KeyframeDetector(cfg.ablation(short_term=False))
-    groups, groups_off = vz.parameter_groups(full), vz.parameter_groups(without)
+    groups, groups_off = probe.parameter_counts(full), probe.parameter_counts(without)
     assert sum(groups.values()) == count_parameters(full)
     assert sum(groups_off.values()) == count_parameters(without)
     assert groups_off["stem transformers"] == 0 and groups["stem transformers"] > 0
@@ -185,7 +186,7 @@ def test_plot_attention_matrices_grid_images_and_keyframes():
     fig = vz.plot_attention_matrices(attention, 2, keyframe_steps=(1.0, 4.0, 10.0))
     assert isinstance(fig, Figure) and len(fig.axes) == 3 * 2 + 1  # blocks x heads + colour bar
     panel = fig.axes[2 + 1]  # row 1 (level0.block1), head 1
-    expected = vz.band_to_dense(attention["transformer/level0.block1"], 2)[1].numpy()
+    expected = probe.band_to_dense(attention["transformer/level0.block1"], 2)[1].numpy()
     shown = panel.images[0].get_array()  # a masked array: keys outside the window are masked (drawn grey)
     t = np.arange(12)
     assert np.array_equal(np.ma.getmaskarray(shown), np.abs(t[:, None] - t[None, :]) > 2)
@@ -208,8 +209,8 @@ def test_plot_dense_vs_local_panels():
     torch.manual_seed(0)
     q, k, v = (torch.randn(1, 1, 8, 4) for _ in range(3))
     mask = torch.ones(1, 8, dtype=torch.bool)
-    _, dense = vz.dense_attention(q, k, v, mask, mask)
-    _, local = vz.dense_attention(q, k, v, mask, mask, half_window=1)
+    _, dense = probe.dense_attention(q, k, v, mask, mask)
+    _, local = probe.dense_attention(q, k, v, mask, mask, half_window=1)
     fig = vz.plot_dense_vs_local(dense[0, 0], local[0, 0], 1, output_gaps={0: 0.5, 3: 0.2, 7: 0.0})
     assert len(fig.axes) == 4
     assert np.allclose(fig.axes[0].images[0].get_array(), dense[0, 0].numpy())

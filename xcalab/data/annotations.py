@@ -436,3 +436,48 @@ def _number(x: Any) -> bool:
 
 def _positive_number(x: Any) -> bool:
     return _number(x) and x > 0
+
+
+# --------------------------------------------------------------------------------------------------
+# Keyframes on the feature grid
+# --------------------------------------------------------------------------------------------------
+
+#: The phases ``phase_steps`` names, in time order.
+PHASE_STEPS = ("before", "start", "filling", "apex", "washout", "end", "after")
+
+
+def keyframe_grid(keyframes: Sequence[float], stride: int = 4, window: int = 4) -> dict[str, float]:
+    """Keyframes (start, apex, end) in frames -> their positions on the feature grid (fractional steps)."""
+    grid = FeatureGrid(stride=stride, window=window)
+    return {name: float(grid.frame_to_grid(f)) for name, f in zip(("start", "apex", "end"), check_keyframes(keyframes))}
+
+
+def phase_steps(keyframes: Sequence[float], n_steps: int, stride: int = 4, window: int = 4) -> dict[str, int]:
+    """One feature step per phase of the contrast passage, in time order: name -> step.
+
+    before   two steps before the start (omitted when the start is the first step)
+    start, apex, end   the steps nearest the keyframes
+    filling  halfway between start and apex;  washout  halfway between apex and end
+    after    two steps after the end (the vessels have emptied)
+    Steps are clipped to 0..n_steps-1; a step that two phases share keeps the first name.
+    """
+    if n_steps < 1:
+        raise ValueError(f"n_steps must be >= 1, got {n_steps}")
+    g = keyframe_grid(keyframes, stride, window)
+    at = {
+        "before": g["start"] - 2,
+        "start": g["start"],
+        "filling": (g["start"] + g["apex"]) / 2,
+        "apex": g["apex"],
+        "washout": (g["apex"] + g["end"]) / 2,
+        "end": g["end"],
+        "after": g["end"] + 2,
+    }
+    out: dict[str, int] = {}
+    for name in PHASE_STEPS:
+        if name == "before" and round(g["start"]) <= 0:
+            continue
+        step = int(min(max(round(at[name]), 0), n_steps - 1))
+        if step not in out.values():
+            out[name] = step
+    return out

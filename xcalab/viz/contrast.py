@@ -17,14 +17,14 @@ none calls ``plt.show()``. Bad shapes raise ValueError.
     plot_response_histograms(responses, vessel)                          responses of vessel vs background pixels
     plot_patch_choices(scores)                                           Table VII: scores of several patch choices
 
-Two small helpers prepare what the figures draw: ``pca_2d`` (embeddings -> 2-D) and ``cosine_summary``
-(mean cosine similarities within and between the two groups: what eq. 10 actually reads).
+What some of them draw is computed by ``xcalab.probes.contrast``: ``pca_2d`` (embeddings -> 2-D),
+``cosine_summary`` (mean cosine similarities within and between the two groups: what eq. 10 reads) and
+``patch_of`` (PCon's patch).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -34,28 +34,15 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import MaxNLocator
 
+from xcalab.probes.contrast import Projection2D, patch_of
+from xcalab.runtime import as_array
+from xcalab.viz.common import image_panel
 from xcalab.viz.palette import ACTION_COLORS
 
 #: One colour per side of the contrast, used by every figure here (vessel pixels count as foreground).
 CLASS_COLORS = {"foreground": "crimson", "background": "steelblue"}
 #: Action names by class id (problem setting 0).
 ACTION_NAMES = ("filling", "disappearing")
-
-
-def _array(x, ndim: int, name: str, shape: str, dtype=np.float32) -> np.ndarray:
-    a = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=dtype)
-    if a.ndim != ndim:
-        raise ValueError(f"{name} must be {shape}, got shape {a.shape}")
-    return a
-
-
-def _image(ax: Axes, image: np.ndarray, title: str = "", cmap: str = "magma", vmin: float = 0.0,
-           vmax: float | None = None) -> None:
-    ax.imshow(image, cmap=cmap, vmin=vmin, vmax=vmax)
-    if title:
-        ax.set_title(title, fontsize=8)
-    ax.set_xticks([])
-    ax.set_yticks([])
 
 
 def _row_label(ax: Axes, text: str) -> None:
@@ -94,11 +81,11 @@ def plot_foreground_background(
     brightness compares directly; A is drawn from its smallest to its largest shown value (its range is in
     the row label), because a nearly uniform A would otherwise look blank.
     """
-    frames = _array(frames, 3, "frames", "[T, H, W]")
-    rows = {"foreground  Y·A": _array(foreground, 3, "foreground", "[T, S, S]"),
-            "background  Y·(1−A)": _array(background, 3, "background", "[T, S, S]")}
+    frames = as_array(frames, 3, "frames", "[T, H, W]")
+    rows = {"foreground  Y·A": as_array(foreground, 3, "foreground", "[T, S, S]"),
+            "background  Y·(1−A)": as_array(background, 3, "background", "[T, S, S]")}
     if attention is not None:
-        rows = {"attention A": _array(attention, 3, "attention", "[T, S, S]"), **rows}
+        rows = {"attention A": as_array(attention, 3, "attention", "[T, S, S]"), **rows}
     lengths = {len(frames), *(len(v) for v in rows.values())}
     if len(lengths) != 1:
         raise ValueError(f"frames, foreground, background (and attention) need one length, got {sorted(lengths)}")
@@ -110,13 +97,13 @@ def plot_foreground_background(
                              squeeze=False)
     for c, k in enumerate(idx):
         title = f"step {k}" + (f"\nframe {int(centres[k])}" if centres is not None else "")
-        _image(axes[0, c], frames[k], title, cmap="gray", vmax=1.0)
+        image_panel(axes[0, c], frames[k], title, cmap="gray", vmax=1.0)
         for r, (name, maps) in enumerate(rows.items(), start=1):
             if name == "attention A":
                 low, high = float(maps[idx].min()), float(maps[idx].max())
-                _image(axes[r, c], maps[k], cmap="viridis", vmin=low, vmax=max(high, low + 1e-6))
+                image_panel(axes[r, c], maps[k], cmap="viridis", vmin=low, vmax=max(high, low + 1e-6))
             else:
-                _image(axes[r, c], maps[k], vmax=vmax)
+                image_panel(axes[r, c], maps[k], vmax=vmax)
     _row_label(axes[0, 0], "frame")
     for r, (name, maps) in enumerate(rows.items(), start=1):
         if name == "attention A":
@@ -145,10 +132,10 @@ def plot_attention_comparison(
     looks uniform, so the rows compare at a glance. Each row label gives A's range over the shown steps.
     One colour bar on the right.
     """
-    frames = _array(frames, 3, "frames", "[T, H, W]")
+    frames = as_array(frames, 3, "frames", "[T, H, W]")
     if not attentions:
         raise ValueError("attentions is empty: give at least one row name -> [T, S, S] maps")
-    rows = {name: _array(maps, 3, f"attentions[{name!r}]", "[T, S, S]") for name, maps in attentions.items()}
+    rows = {name: as_array(maps, 3, f"attentions[{name!r}]", "[T, S, S]") for name, maps in attentions.items()}
     lengths = {len(frames), *(len(v) for v in rows.values())}
     if len(lengths) != 1:
         raise ValueError(f"frames and every attention need one length, got {sorted(lengths)}")
@@ -161,9 +148,9 @@ def plot_attention_comparison(
                              squeeze=False, layout="constrained")
     for c, k in enumerate(idx):
         title = f"step {k}" + (f"\nframe {int(centres[k])}" if centres is not None else "")
-        _image(axes[0, c], frames[k], title, cmap="gray", vmax=1.0)
+        image_panel(axes[0, c], frames[k], title, cmap="gray", vmax=1.0)
         for r, maps in enumerate(rows.values(), start=1):
-            _image(axes[r, c], maps[k], cmap="viridis", vmin=vmin, vmax=vmax)
+            image_panel(axes[r, c], maps[k], cmap="viridis", vmin=vmin, vmax=vmax)
     _row_label(axes[0, 0], "frame")
     for r, (name, maps) in enumerate(rows.items(), start=1):
         _row_label(axes[r, 0], f"{name}\nA {float(maps[idx].min()):.2f}–{float(maps[idx].max()):.2f}")
@@ -180,7 +167,7 @@ def plot_snn_loss_vs_temperature(
     losses        case name -> [K] losses at those temperatures
     reference     tau of the reference implementation, marked by a dotted line (None: no mark)
     """
-    tau = _array(temperatures, 1, "temperatures", "[K]", np.float64)
+    tau = as_array(temperatures, 1, "temperatures", "[K]", np.float64)
     if len(tau) == 0 or (tau <= 0).any():
         raise ValueError(f"temperatures must be a non-empty list of positive numbers, got {tau.tolist()}")
     if not losses:
@@ -190,7 +177,7 @@ def plot_snn_loss_vs_temperature(
     else:
         fig = ax.figure
     for name, values in losses.items():
-        y = _array(values, 1, f"losses[{name!r}]", "[K]", np.float64)
+        y = as_array(values, 1, f"losses[{name!r}]", "[K]", np.float64)
         if len(y) != len(tau):
             raise ValueError(f"losses[{name!r}] has {len(y)} values for {len(tau)} temperatures")
         ax.plot(tau, y, marker="o", ms=3, lw=1.5, label=name)
@@ -204,57 +191,6 @@ def plot_snn_loss_vs_temperature(
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
-
-
-class Projection2D(NamedTuple):
-    """Embeddings seen in 2-D: ``points`` (N, 2) and the share of the variance each axis explains (2,)."""
-
-    points: np.ndarray
-    explained: np.ndarray
-
-
-def pca_2d(embeddings, normalise: bool = True) -> Projection2D:
-    """(N, E) embeddings -> their first two principal components, ``Projection2D`` with points (N, 2).
-
-    ``normalise`` scales every row to unit length first: eq. 10 compares directions only (cosines), so
-    lengths would only blur the picture. Plain SVD of the centred rows (deterministic); each axis's sign is
-    fixed so that its largest coordinate is positive.
-    """
-    x = _array(embeddings, 2, "embeddings", "(N, E)", np.float64)
-    if x.shape[0] < 2 or x.shape[1] < 2:
-        raise ValueError(f"need at least 2 embeddings of at least 2 dimensions, got {x.shape}")
-    if normalise:
-        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    x = x - x.mean(axis=0)
-    _, s, vt = np.linalg.svd(x, full_matrices=False)
-    points = x @ vt[:2].T
-    if points.shape[1] < 2:  # only one direction of spread
-        points = np.pad(points, ((0, 0), (0, 2 - points.shape[1])))
-    flip = np.sign(points[np.abs(points).argmax(axis=0), [0, 1]])
-    points = points * np.where(flip == 0, 1.0, flip)
-    variance = s**2
-    explained = np.pad(variance[:2], (0, max(0, 2 - len(variance)))) / max(float(variance.sum()), 1e-30)
-    return Projection2D(points, explained)
-
-
-def cosine_summary(foreground, background) -> dict[str, float]:
-    """Mean cosine similarity within the foreground, within the background and between them.
-
-    foreground (N, E), background (M, E). Pairs of a vector with itself are left out. Eq. 10 wants
-    "fg–fg" high and "fg–bg" low; equal values mean the projection does not tell the two apart.
-    """
-    u = _array(foreground, 2, "foreground", "(N, E)", np.float64)
-    d = _array(background, 2, "background", "(M, E)", np.float64)
-    if u.shape[1] != d.shape[1]:
-        raise ValueError(f"foreground and background need one embedding size, got {u.shape} and {d.shape}")
-    u = u / np.maximum(np.linalg.norm(u, axis=1, keepdims=True), 1e-12)
-    d = d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
-
-    def mean_off_diagonal(a: np.ndarray) -> float:
-        n = len(a)
-        return float(((a @ a.T).sum() - n) / (n * (n - 1))) if n > 1 else float("nan")
-
-    return {"fg–fg": mean_off_diagonal(u), "bg–bg": mean_off_diagonal(d), "fg–bg": float((u @ d.T).mean())}
 
 
 def plot_embeddings_2d(
@@ -276,7 +212,7 @@ def plot_embeddings_2d(
     fig, axes = plt.subplots(1, len(points), figsize=(3.4 * len(points), 3.4), squeeze=False)
     for ax, (name, value) in zip(axes[0], points.items()):
         explained = value.explained if isinstance(value, Projection2D) else None
-        xy = _array(value.points if explained is not None else value, 2, f"points[{name!r}]", "(N, 2)")
+        xy = as_array(value.points if explained is not None else value, 2, f"points[{name!r}]", "(N, 2)")
         if xy.shape[1] != 2:
             raise ValueError(f"points[{name!r}] must be (N, 2), got {xy.shape}")
         lab = labels[name] if isinstance(labels, Mapping) else labels
@@ -323,10 +259,10 @@ def plot_sampled_steps(
 
     Filled circles are foreground draws, open squares background draws, coloured by their segment's action.
     """
-    seg = _array(segments, 2, "segments", "(N, 2)", np.float64)
-    lab = _array(labels, 1, "labels", "(N,)", np.int64)
-    fg = _array(fg_steps, 2, "fg_steps", "(R, N)", np.int64)
-    bg = None if bg_steps is None else _array(bg_steps, 2, "bg_steps", "(R, N)", np.int64)
+    seg = as_array(segments, 2, "segments", "(N, 2)", np.float64)
+    lab = as_array(labels, 1, "labels", "(N,)", np.int64)
+    fg = as_array(fg_steps, 2, "fg_steps", "(R, N)", np.int64)
+    bg = None if bg_steps is None else as_array(bg_steps, 2, "bg_steps", "(R, N)", np.int64)
     if seg.shape[1] != 2 or len(lab) != len(seg) or fg.shape[1] != len(seg) or (bg is not None and bg.shape != fg.shape):
         raise ValueError(f"segments (N, 2), labels (N,), fg_steps/bg_steps (R, N) disagree: {seg.shape}, {lab.shape}, "
                          f"{fg.shape}, {None if bg is None else bg.shape}")
@@ -373,16 +309,6 @@ def plot_sampled_steps(
 # --------------------------------------------------------------------------------------------------
 
 
-def patch_of(step0_map, centre: Sequence[int], patch_size: int = 5) -> np.ndarray:
-    """The (patch_size, patch_size) kernel PCon cuts from a [S, S] step-0 map around ``centre`` (row, col)."""
-    m = _array(step0_map, 2, "step0_map", "[S, S]")
-    half = patch_size // 2
-    r, c = (int(v) for v in centre)
-    if patch_size % 2 != 1 or not (half <= r < m.shape[0] - half and half <= c < m.shape[1] - half):
-        raise ValueError(f"a {patch_size} x {patch_size} patch at {(r, c)} does not fit a {m.shape} map (odd sizes only)")
-    return m[r - half : r + half + 1, c - half : c + half + 1]
-
-
 def plot_patch_and_responses(
     maps,
     responses,
@@ -403,12 +329,12 @@ def plot_patch_and_responses(
     Column 0: (the frame,) the step-0 map with the patch boxed, and the kernel itself, enlarged. Other
     columns: (the frame,) the input map and the response; inputs share one colour scale, responses another.
     """
-    maps = _array(maps, 3, "maps", "[T, S, S]")
-    responses = _array(responses, 3, "responses", "[T, S, S]")
+    maps = as_array(maps, 3, "maps", "[T, S, S]")
+    responses = as_array(responses, 3, "responses", "[T, S, S]")
     if maps.shape != responses.shape:
         raise ValueError(f"maps and responses need one shape, got {maps.shape} and {responses.shape}")
     if frames is not None:
-        frames = _array(frames, 3, "frames", "[T, H, W]")
+        frames = as_array(frames, 3, "frames", "[T, H, W]")
         if len(frames) != len(maps):
             raise ValueError(f"frames must hold one frame per step ({len(maps)}), got {len(frames)}")
     idx = _steps(steps, len(maps))
@@ -421,19 +347,19 @@ def plot_patch_and_responses(
     if frames is not None:
         for c, k in enumerate([0, *idx]):
             title = f"step {k}" + (f" · frame {int(centres[k])}" if centres is not None else "")
-            _image(axes[0, c], frames[k], title, cmap="gray", vmax=1.0)
+            image_panel(axes[0, c], frames[k], title, cmap="gray", vmax=1.0)
         _row_label(axes[0, 0], "frame")
         r0 = 1
     half = patch_size // 2
-    _image(axes[r0, 0], maps[0], "" if frames is not None else "step 0", vmax=in_max)
+    image_panel(axes[r0, 0], maps[0], "" if frames is not None else "step 0", vmax=in_max)
     axes[r0, 0].add_patch(Rectangle((centre[1] - half - 0.5, centre[0] - half - 0.5), patch_size, patch_size,
                                     fill=False, ec="cyan", lw=1.5))
-    _image(axes[r0 + 1, 0], kernel, f"kernel {patch_size}×{patch_size} at {tuple(int(v) for v in centre)}",
+    image_panel(axes[r0 + 1, 0], kernel, f"kernel {patch_size}×{patch_size} at {tuple(int(v) for v in centre)}",
            cmap="magma", vmin=float(kernel.min()), vmax=max(float(kernel.max()), float(kernel.min()) + 1e-12))
     axes[r0 + 1, 0].set_xlabel(f"{kernel.min():.2g} … {kernel.max():.2g}", fontsize=7)
     for c, k in enumerate(idx, start=1):
-        _image(axes[r0, c], maps[k], "" if frames is not None else f"step {k}", vmax=in_max)
-        _image(axes[r0 + 1, c], responses[k], vmax=out_max)
+        image_panel(axes[r0, c], maps[k], "" if frames is not None else f"step {k}", vmax=in_max)
+        image_panel(axes[r0 + 1, c], responses[k], vmax=out_max)
     _row_label(axes[r0, 0], "input X·(1+A)")
     _row_label(axes[r0 + 1, 1], "response ReLU(X ⋆ P)")
     fig.tight_layout()

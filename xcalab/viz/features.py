@@ -22,19 +22,13 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from xcalab.data.annotations import check_keyframes
+from xcalab.runtime import as_array
 from xcalab.viz.palette import KEYFRAME_COLORS
 
 #: One colour per feature source, used by every curve.
 SOURCE_COLORS = {"learned": "k", "frangi": "tab:purple", "oracle": "tab:orange", "raw": "tab:brown"}
 #: The scores drawn from an extractor's metadata, in this order.
 SCORE_NAMES = ("dice", "soft_dice", "auc")
-
-
-def _array(x, ndim: int, name: str, shape: str) -> np.ndarray:
-    a = np.asarray(x, dtype=np.float32)
-    if a.ndim != ndim:
-        raise ValueError(f"{name} must be {shape}, got shape {a.shape}")
-    return a
 
 
 def _image(ax: Axes, image: np.ndarray, title: str, cmap: str = "gray", vmax: float = 1.0) -> None:
@@ -49,13 +43,13 @@ def plot_window(frames4, prediction, truth=None, target_index: int = 2) -> Figur
     frames4 [4, H, W] in [0, 1]; prediction [h, w] in [0, 1]; truth [H', W'] or None. The frame the maps
     describe (``target_index``, the third) is framed in red.
     """
-    frames4 = _array(frames4, 3, "frames4", "[4, H, W]")
-    prediction = _array(prediction, 2, "prediction", "[h, w]")
+    frames4 = as_array(frames4, 3, "frames4", "[4, H, W]")
+    prediction = as_array(prediction, 2, "prediction", "[h, w]")
     if len(frames4) != 4 or not 0 <= target_index < 4:
         raise ValueError(f"frames4 must hold 4 frames and target_index be 0..3, got {len(frames4)}, {target_index}")
     maps = [("predicted vessel map", prediction)]
     if truth is not None:
-        maps.append(("true vessel map", _array(truth, 2, "truth", "[H, W]")))
+        maps.append(("true vessel map", as_array(truth, 2, "truth", "[H, W]")))
     fig, axes = plt.subplots(1, 4 + len(maps), figsize=(1.9 * (4 + len(maps)), 2.3), squeeze=False)
     for k, ax in enumerate(axes[0, :4]):
         _image(ax, frames4[k], f"frame {k + 1}" + (" (target)" if k == target_index else ""))
@@ -139,11 +133,11 @@ def plot_prediction_vs_truth(
     All three are aligned on their first axis (e.g. one row per window: its centre frame and maps);
     ``indices`` picks the columns (default: all), ``titles`` labels them (default: "#k").
     """
-    frames = _array(frames, 3, "frames", "[K, H, W]")
-    predicted = _array(predicted, 3, "predicted", "[K, h, w]")
+    frames = as_array(frames, 3, "frames", "[K, H, W]")
+    predicted = as_array(predicted, 3, "predicted", "[K, h, w]")
     rows = [("frame", frames, "gray"), ("predicted", predicted, "magma")]
     if truth is not None:
-        rows.append(("true", _array(truth, 3, "truth", "[K, H, W]"), "magma"))
+        rows.append(("true", as_array(truth, 3, "truth", "[K, H, W]"), "magma"))
     if len({len(a) for _, a, _ in rows}) != 1:
         raise ValueError(f"frames, predicted and truth must have the same length, got {[len(a) for _, a, _ in rows]}")
     idx = list(range(len(frames))) if indices is None else [int(i) for i in indices]
@@ -179,7 +173,7 @@ def plot_feature_curves(
     by shape. Keyframes inside the plotted range are dashed lines in their colours, labelled
     "<keyframes_label> start" etc.; seconds on top with fps.
     """
-    centres = _array(centres, 1, "centres", "[T]")
+    centres = as_array(centres, 1, "centres", "[T]")
     if not curves:
         raise ValueError("curves is empty: give at least one name -> [T] array")
     if ax is None:
@@ -187,7 +181,7 @@ def plot_feature_curves(
     else:
         fig = ax.figure
     for name, values in curves.items():
-        y = _array(values, 1, f"curve {name!r}", "[T]")
+        y = as_array(values, 1, f"curve {name!r}", "[T]")
         if len(y) != len(centres):
             raise ValueError(f"curve {name!r} has {len(y)} values for {len(centres)} windows")
         if normalise:
@@ -216,7 +210,7 @@ def plot_feature_strip(features, n: int = 8, centres=None, fps: float | None = N
     ``centres`` [T] (frames each row describes) and ``fps`` label the maps; all share one colour scale
     (0 to ``vmax``, default the array's maximum), so a brighter map means more vessel.
     """
-    features = _array(features, 2, "features", "(T, D)")
+    features = as_array(features, 2, "features", "(T, D)")
     side = int(round(np.sqrt(features.shape[1])))
     if side * side != features.shape[1] or len(features) == 0 or n < 1:
         raise ValueError(f"features must be (T >= 1, side**2) and n >= 1, got {features.shape}, n={n}")

@@ -1,18 +1,13 @@
-"""Figures of the long-term attention (seed paper Sec. III-C, eqs. 1, 5, 6, Fig. 5) and its explorer.
+"""Figures of the long-term attention (seed paper Sec. III-C, eqs. 1, 5, 6, Fig. 5).
 
-A toy ConvLSTM a student can follow by hand, then the trained module's maps on a cine:
+A toy ConvLSTM a student can follow by hand, then the trained module's maps on a cine. What they draw is
+computed by ``xcalab.probes.long_term`` (the toy cell, its gate trace, the attention of each mode, region
+means) and ``xcalab.data.annotations.phase_steps`` / ``keyframe_grid`` (where the keyframes fall on the grid):
 
-    toy_blob_sequence(amplitudes)                 (T, S, S) maps of a blob that appears and fades
-    hand_set_convlstm_cell()                      a 1-channel ConvLSTMCell whose gates are set by hand
-    convlstm_gate_trace(cell, maps)               the gates i, f, o, the candidate g, the cell c and hidden h per step
-    plot_convlstm_gates(trace)                    those maps over the steps, and their values at one pixel
-    attention_by_mode(long_term, features)        what TA, SA and STA would give from one trained module's parts
-    phase_steps(keyframes, n_steps)               the feature steps before / start / filling / apex / washout / end / after
-    keyframe_grid(keyframes)                      keyframes as (fractional) feature steps, for curves
+    plot_convlstm_gates(trace)                    a gate trace's maps over the steps, and their values at one pixel
     plot_long_term_maps(frames, maps, steps)      frame, X, TA(X), A, X * (1 + A) at a few steps (like Fig. 5)
     plot_attention_modes(maps_by_mode, steps)     the attention A of several modes at a few steps
-    region_means(maps, region)                    per-step mean inside the vessel region and in the background
-    plot_attention_over_time(maps, region, kf)    those means over the whole cine, keyframes marked
+    plot_attention_over_time(maps, region, kf)    per-step means inside / outside the vessels, keyframes marked
 
 Plotting functions take arrays (numpy or torch), return a Figure and never call ``plt.show()``; bad shapes
 raise ValueError. Maps are (T, S, S): one S x S map per feature step (S = 64 for the detector).
@@ -24,14 +19,12 @@ from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from xcalab.data.annotations import FeatureGrid, check_keyframes
-from xcalab.models.convlstm import ConvLSTMCell
-from xcalab.models.long_term import LongTermAttention
+from xcalab.probes.long_term import region_means
+from xcalab.runtime import as_array
 from xcalab.viz.palette import KEYFRAME_COLORS
 
 #: What the rows of a gate trace are, in drawing order, and how each is drawn (label, colour map, scale).
@@ -48,93 +41,18 @@ TRACE_ROWS = {
 #: Line colours of the per-pixel curves under the gate maps.
 TRACE_COLORS = {"x": "k", "i": "tab:green", "f": "tab:orange", "o": "tab:purple", "g": "tab:gray",
                 "c": "tab:blue", "h": "tab:red"}
-#: The phases ``phase_steps`` names, in time order.
-PHASES = ("before", "start", "filling", "apex", "washout", "end", "after")
 #: How each mode computes A (the reference's, see xcalab.models.long_term), for row labels.
 MODE_FORMULAS = {"TA": "A = σ(TA(X))", "SA": "A = SA(X)", "STA": "A = SA(X + TA(X))"}
 
 
 def _maps(x, name: str) -> np.ndarray:
     """Anything array-like (torch tensors included) as float32 (T, S, S); ValueError otherwise."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    a = np.asarray(x, dtype=np.float32)
-    if a.ndim != 3:
-        raise ValueError(f"{name} must be (T, S, S) maps, got shape {a.shape}")
-    return a
+    return as_array(x, 3, name, "(T, S, S) maps")
 
 
 # --------------------------------------------------------------------------------------------------
 # A ConvLSTM cell by hand (eq. 1)
 # --------------------------------------------------------------------------------------------------
-
-
-def toy_blob_sequence(amplitudes: Sequence[float] = (0, 0, 0.5, 1, 0.5, 0, 0, 0), size: int = 9,
-                      sigma: float = 1.2) -> np.ndarray:
-    """A Gaussian blob in the middle of a size x size map whose peak follows ``amplitudes``: (T, size, size).
-
-    The default rises to 1 and fades symmetrically, so steps 2 and 4 are the *same* map: one seen while the
-    contrast comes, one while it goes.
-    """
-    amplitudes = np.asarray(amplitudes, dtype=np.float32)
-    if amplitudes.ndim != 1 or len(amplitudes) == 0 or size < 1 or sigma <= 0:
-        raise ValueError(f"need 1-D amplitudes, size >= 1 and sigma > 0, got {amplitudes.shape}, {size}, {sigma}")
-    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
-    blob = np.exp(-(xx**2 + yy**2) / (2 * sigma**2)).astype(np.float32)
-    return amplitudes[:, None, None] * blob[None]
-
-
-def hand_set_convlstm_cell(input_gain: float = 6.0, input_bias: float = -3.0, forget_bias: float = 2.0,
-                           output_bias: float = 3.0, candidate_gain: float = 3.0) -> ConvLSTMCell:
-    """A 1-channel ConvLSTMCell (3 x 3 kernel) with weights set so that each gate does one readable thing.
-
-    Only the centre tap of the x_t input is used (each pixel is its own little LSTM) and the recurrent
-    weights W_h are zero, so per pixel, with sigma the logistic function:
-
-        i_t = sigma(input_gain * x_t + input_bias)    open where contrast is, shut elsewhere
-        f_t = sigma(forget_bias)                       keep most of the memory (0.88 by default)
-        o_t = sigma(output_bias)                       show most of the memory (0.95)
-        g_t = tanh(candidate_gain * x_t)               what would be written
-        c_t = f_t * c_{t-1} + i_t * g_t,  h_t = o_t * tanh(c_t)
-    """
-    cell = ConvLSTMCell(1, 1, kernel_size=3)
-    with torch.no_grad():
-        cell.gates.weight.zero_()
-        cell.gates.bias.zero_()
-        # output channels (i, f, o, g); input channels (x, h); the centre tap is [1, 1]
-        cell.gates.weight[0, 0, 1, 1] = input_gain
-        cell.gates.bias[0] = input_bias
-        cell.gates.bias[1] = forget_bias
-        cell.gates.bias[2] = output_bias
-        cell.gates.weight[3, 0, 1, 1] = candidate_gain
-    return cell.eval()
-
-
-@torch.no_grad()
-def convlstm_gate_trace(cell: ConvLSTMCell, maps) -> dict[str, np.ndarray]:
-    """Run one ConvLSTMCell over a map sequence and keep every intermediate map (eq. 1, reference form).
-
-    cell  a ConvLSTMCell with 1 input channel
-    maps  (T, H, W) input maps x_t
-    ->    {"x", "i", "f", "o", "g", "c", "h"}: each (T, H, W) float32, hidden channel 0 (the gates after their
-          sigmoid, g after its tanh). The state starts at zero, as in ``ConvLSTM``; h and c equal ``cell(x, state)``.
-    """
-    x = _maps(maps, "maps")
-    if cell.gates.in_channels != 1 + cell.hidden_channels:
-        raise ValueError(f"the cell must read 1 input channel, it reads {cell.gates.in_channels - cell.hidden_channels}")
-    steps, height, width = x.shape
-    inputs = torch.from_numpy(x).to(cell.gates.weight)[:, None, None]  # (T, 1, 1, H, W)
-    h = inputs.new_zeros(1, cell.hidden_channels, height, width)
-    c = torch.zeros_like(h)
-    trace: dict[str, list[np.ndarray]] = {name: [] for name in TRACE_ROWS}
-    for t in range(steps):
-        i, f, o, g = cell.gates(torch.cat([inputs[t], h], dim=1)).chunk(4, dim=1)
-        i, f, o, g = torch.sigmoid(i), torch.sigmoid(f), torch.sigmoid(o), torch.tanh(g)
-        c = f * c + i * g
-        h = o * torch.tanh(c)
-        for name, value in zip(TRACE_ROWS, (inputs[t], i, f, o, g, c, h)):
-            trace[name].append(value[0, 0].cpu().numpy())
-    return {name: np.stack(values).astype(np.float32) for name, values in trace.items()}
 
 
 def plot_convlstm_gates(trace: Mapping[str, np.ndarray], pixel: tuple[int, int] | None = None,
@@ -148,7 +66,7 @@ def plot_convlstm_gates(trace: Mapping[str, np.ndarray], pixel: tuple[int, int] 
     missing = [name for name in TRACE_ROWS if name not in trace]
     if missing:
         raise ValueError(f"trace lacks {missing}: give convlstm_gate_trace's output")
-    rows = {name: _maps(trace[name], f"trace[{name!r}]") for name in TRACE_ROWS}
+    rows = {name: as_array(trace[name], 3, f"trace[{name!r}]", "(T, S, S) maps") for name in TRACE_ROWS}
     shapes = {a.shape for a in rows.values()}
     if len(shapes) != 1:
         raise ValueError(f"every trace entry must have one shape, got {sorted(shapes)}")
@@ -202,76 +120,9 @@ def plot_convlstm_gates(trace: Mapping[str, np.ndarray], pixel: tuple[int, int] 
 # --------------------------------------------------------------------------------------------------
 
 
-@torch.no_grad()
-def attention_by_mode(long_term: LongTermAttention, features) -> dict[str, np.ndarray]:
-    """The attention A each mode would compute from the parts of one STA module: (T, S, S) per mode.
-
-    long_term  a ``LongTermAttention`` in mode "STA" (both its ConvLSTM and its SA), put in eval mode here
-    features   (D, T) features of one video, D = S * S (as the detector reads them)
-    -> {"TA": sigmoid(TA(X)), "SA": SA(X), "STA": SA(X + TA(X))}. "STA" is exactly the module's own A; the
-    other two feed the same trained weights what the TA-only and SA-only modes would, so they show what each
-    part contributes, not what a model trained in that mode learns.
-    """
-    if long_term.temporal is None or long_term.spatial is None:
-        raise ValueError(f"need a module with both TA and SA (mode 'STA'), got mode {long_term.mode!r}")
-    was_training = long_term.training
-    long_term.eval()
-    x = torch.as_tensor(features, dtype=torch.float32)
-    size = long_term.map_size
-    if x.ndim != 2 or x.shape[0] != size * size:
-        raise ValueError(f"features must be (D = {size * size}, T), got shape {tuple(x.shape)}")
-    device = next(long_term.parameters()).device
-    maps = x.T.reshape(1, -1, 1, size, size).to(device)  # (1, T, 1, S, S), row-major
-    ta = long_term.temporal(maps)
-    out = {
-        "TA": torch.sigmoid(ta[0]),
-        "SA": long_term.spatial(maps[0]),
-        "STA": long_term.spatial((maps + ta)[0]),
-    }
-    long_term.train(was_training)
-    return {mode: a[:, 0].cpu().numpy() for mode, a in out.items()}
-
-
 # --------------------------------------------------------------------------------------------------
 # Where in the cine: keyframes on the feature grid
 # --------------------------------------------------------------------------------------------------
-
-
-def keyframe_grid(keyframes: Sequence[float], stride: int = 4, window: int = 4) -> dict[str, float]:
-    """Keyframes (start, apex, end) in frames -> their positions on the feature grid (fractional steps)."""
-    grid = FeatureGrid(stride=stride, window=window)
-    return {name: float(grid.frame_to_grid(f)) for name, f in zip(("start", "apex", "end"), check_keyframes(keyframes))}
-
-
-def phase_steps(keyframes: Sequence[float], n_steps: int, stride: int = 4, window: int = 4) -> dict[str, int]:
-    """One feature step per phase of the contrast passage, in time order: name -> step.
-
-    before   two steps before the start (omitted when the start is the first step)
-    start, apex, end   the steps nearest the keyframes
-    filling  halfway between start and apex;  washout  halfway between apex and end
-    after    two steps after the end (the vessels have emptied)
-    Steps are clipped to 0..n_steps-1; a step that two phases share keeps the first name.
-    """
-    if n_steps < 1:
-        raise ValueError(f"n_steps must be >= 1, got {n_steps}")
-    g = keyframe_grid(keyframes, stride, window)
-    at = {
-        "before": g["start"] - 2,
-        "start": g["start"],
-        "filling": (g["start"] + g["apex"]) / 2,
-        "apex": g["apex"],
-        "washout": (g["apex"] + g["end"]) / 2,
-        "end": g["end"],
-        "after": g["end"] + 2,
-    }
-    out: dict[str, int] = {}
-    for name in PHASES:
-        if name == "before" and round(g["start"]) <= 0:
-            continue
-        step = int(min(max(round(at[name]), 0), n_steps - 1))
-        if step not in out.values():
-            out[name] = step
-    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -295,10 +146,10 @@ def _map_grid(rows: Mapping[str, np.ndarray], steps: Sequence[int], labels: Sequ
     """The shared grid: an optional frame row, then one row per map; one column per step."""
     if not rows:
         raise ValueError("give at least one map")
-    rows = {name: _maps(data, f"map {name!r}") for name, data in rows.items()}
+    rows = {name: as_array(data, 3, f"map {name!r}", "(T, S, S) maps") for name, data in rows.items()}
     lengths = {len(a) for a in rows.values()}
     if frames is not None:
-        frames = _maps(frames, "frames")
+        frames = as_array(frames, 3, "frames", "(T, S, S) maps")
         lengths.add(len(frames))
     if len(lengths) != 1:
         raise ValueError(f"frames and maps must have one length T (steps), got {sorted(lengths)}")
@@ -368,25 +219,6 @@ def plot_attention_modes(maps_by_mode: Mapping[str, np.ndarray], steps: Sequence
 # --------------------------------------------------------------------------------------------------
 
 
-def region_means(maps, region) -> tuple[np.ndarray, np.ndarray]:
-    """Per-step means of (T, S, S) maps inside a region and outside it (the background): two (T,) arrays.
-
-    region  bool (T, S, S) (a region per step) or (S, S) (one region for every step); NaN where a step's
-            region (or its background) is empty.
-    """
-    maps = _maps(maps, "maps")
-    region = np.asarray(region.cpu() if isinstance(region, torch.Tensor) else region).astype(bool)
-    if region.shape == maps.shape[1:]:
-        region = np.broadcast_to(region, maps.shape)
-    if region.shape != maps.shape:
-        raise ValueError(f"region must be (T, S, S) or (S, S) like maps {maps.shape}, got {region.shape}")
-    inside_n, outside_n = region.sum(axis=(1, 2)), (~region).sum(axis=(1, 2))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        inside = np.where(region, maps, 0).sum(axis=(1, 2)) / inside_n
-        outside = np.where(region, 0, maps).sum(axis=(1, 2)) / outside_n
-    return inside.astype(np.float32), outside.astype(np.float32)
-
-
 def plot_attention_over_time(maps, region=None, keyframe_steps: Mapping[str, float] | None = None,
                              title: str | None = None) -> Figure:
     """Per-step means of maps inside the vessel region and in the background, one panel per map.
@@ -399,7 +231,7 @@ def plot_attention_over_time(maps, region=None, keyframe_steps: Mapping[str, flo
         maps = {"A": maps}
     if not maps:
         raise ValueError("give at least one map")
-    maps = {name: _maps(a, f"map {name!r}") for name, a in maps.items()}
+    maps = {name: as_array(a, 3, f"map {name!r}", "(T, S, S) maps") for name, a in maps.items()}
     if len({a.shape for a in maps.values()}) != 1:
         raise ValueError(f"maps must share one shape, got {[a.shape for a in maps.values()]}")
     fig, axes = plt.subplots(len(maps), 1, figsize=(8, 1.9 * len(maps) + 0.6), sharex=True, squeeze=False)
@@ -429,7 +261,6 @@ def _mark_grid_keyframes(ax: Axes, keyframe_steps: Mapping[str, float] | None) -
 
 
 __all__ = [
-    "MODE_FORMULAS", "PHASES", "TRACE_ROWS", "attention_by_mode", "convlstm_gate_trace",
-    "hand_set_convlstm_cell", "keyframe_grid", "phase_steps", "plot_attention_modes", "plot_attention_over_time",
-    "plot_convlstm_gates", "plot_long_term_maps", "region_means", "toy_blob_sequence",
+    "MODE_FORMULAS", "TRACE_ROWS", "plot_attention_modes", "plot_attention_over_time", "plot_convlstm_gates",
+    "plot_long_term_maps",
 ]

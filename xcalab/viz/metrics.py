@@ -33,6 +33,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from xcalab.metrics import BACKGROUND, DISAPPEARING, FILLING, frame_labels, temporal_iou
+from xcalab.viz.common import figure_and_axes
 from xcalab.viz.palette import ACTION_COLORS, KEYFRAME_COLORS
 
 #: Colour of each frame label (index = label: background, filling, disappearing).
@@ -42,13 +43,6 @@ LABEL_NAMES = {BACKGROUND: "background", FILLING: "filling", DISAPPEARING: "disa
 HIT_COLOR, MISS_COLOR = "tab:green", "tab:red"
 #: Columns where a lower value is better (everything else: higher is better).
 LOWER_IS_BETTER = ("AD", "AD (reference)")
-
-
-def _axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
-    if ax is None:
-        fig, ax = plt.subplots(figsize=figsize)
-        return fig, ax
-    return ax.figure, ax
 
 
 def _segment(seg: Any, name: str) -> tuple[float, float]:
@@ -73,7 +67,7 @@ def plot_tiou_example(seg_a, seg_b, labels: Sequence[str] = ("prediction", "grou
     (a0, a1), (b0, b1) = _segment(seg_a, "seg_a"), _segment(seg_b, "seg_b")
     if len(labels) != 2:
         raise ValueError(f"labels must name the two segments, got {labels!r}")
-    fig, ax = _axes(ax, (7, 2.4))
+    fig, ax = figure_and_axes(ax, (7, 2.4))
     inter = max(0.0, min(a1, b1) - max(a0, b0))
     union = (a1 - a0) + (b1 - b0) - inter
     tiou = float(temporal_iou((a0, a1), np.array([[b0, b1]]))[0])
@@ -205,7 +199,7 @@ def plot_frame_labels(pred_keyframes, true_keyframes, n_frames: int, reference_k
     rows.append(np.array([to_rgb(MISS_COLOR), to_rgb(HIT_COLOR)])[agree])
     image = np.stack(rows)  # [rows, n_frames, 3]
 
-    fig, ax = _axes(ax, (min(14.0, max(6.0, 0.3 * n_frames + 2)), 0.5 * len(rows) + 1.4))
+    fig, ax = figure_and_axes(ax, (min(14.0, max(6.0, 0.3 * n_frames + 2)), 0.5 * len(rows) + 1.4))
     ax.imshow(image, aspect="auto", interpolation="nearest", extent=(-0.5, n_frames - 0.5, len(rows) - 0.5, -0.5))
     if n_frames <= 60:  # thin frame borders, so frames can be counted by eye
         for x in np.arange(n_frames - 1) + 0.5:

@@ -20,16 +20,10 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from xcalab.data.io import Cine
+from xcalab.viz.common import figure_and_axes
 from xcalab.viz.palette import KEYFRAME_COLORS, PHASE_COLORS
 
 PHASE_NAMES = ("pre-contrast", "filling", "apex plateau", "washout", "after")
-
-
-def _figure(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
-    if ax is None:
-        fig, ax = plt.subplots(figsize=figsize)
-        return fig, ax
-    return ax.figure, ax
 
 
 def _params(source):
@@ -63,7 +57,7 @@ def plot_projection(params, ax: Axes | None = None, catheter: bool = True, label
 
     p = _params(params)
     tree, cam = build_tree(p.anatomy), p.camera
-    fig, ax = _figure(ax, (5, 5))
+    fig, ax = figure_and_axes(ax, (5, 5))
     pt_per_px = 72.0 / fig.dpi * (ax.get_window_extent().width / cam.size if ax.get_window_extent().width else 1.0)
     for b in tree.branches:
         col, row, scale = cam.project(b.points)
@@ -133,7 +127,7 @@ def plot_contrast_curves(seq: Cine, ax: Axes | None = None, seconds: bool = True
     curves, rule = seq.meta["curves"], seq.meta.get("keyframe_rule", {})
     n = seq.n_frames
     t = np.arange(n) / seq.fps if seconds else np.arange(n)
-    fig, ax = _figure(ax, (8, 3.2))
+    fig, ax = figure_and_axes(ax, (8, 3.2))
     _shade_phases(ax, seq.truth.phases, t)
     for key, style, label in (("iodine_mass_mg", "-", "iodine mass (keyframe curve)"),
                               ("opacified_area_px", "--", "opacified area"),
@@ -201,7 +195,7 @@ def plot_motion_curves(seq: Cine, ax: Axes | None = None) -> Figure:
     m = p.motion
     t = np.linspace(0, p.n_frames / p.fps, 600)
     prof = contraction_profiles(m, t)
-    fig, ax = _figure(ax, (8, 3))
+    fig, ax = figure_and_axes(ax, (8, 3))
     for k, label in enumerate(("squeeze", "shortening", "twist")):
         ax.plot(t, prof[:, k], lw=1.2, label=label)
     ax.set_ylabel("contraction (0-1)")
@@ -252,7 +246,7 @@ def plot_realism_table(rows, ax: Axes | None = None) -> Figure:
     rows: ``realism.realism_table(...)`` output. Synth cells outside the target are red, inside green.
     """
     rows = list(rows)
-    fig, ax = _figure(ax, (10, 0.3 * len(rows) + 0.9))
+    fig, ax = figure_and_axes(ax, (10, 0.3 * len(rows) + 0.9))
     ax.axis("off")
     cells, colours = [], []
     for r in rows:
