@@ -5,6 +5,7 @@
     cosine_summary(foreground, background)   mean cosine similarities within and between the two groups (what
                                        eq. 10 reads)
     patch_of(step0_map, centre)        the 5 x 5 patch PCon correlates with every step
+    contrast_embeddings(detector, dataset)   g(Y * A) and g(Y * (1 - A)) at every step of every true passage
 """
 
 from __future__ import annotations
@@ -13,7 +14,11 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
+import torch
+from torch import Tensor, nn
 
+from xcalab.data.dataset import FeatureDataset, collate
+from xcalab.models.contrastive import foreground_background
 from xcalab.runtime import as_array
 
 
@@ -76,3 +81,25 @@ def patch_of(step0_map, centre: Sequence[int], patch_size: int = 5) -> np.ndarra
     if patch_size % 2 != 1 or not (half <= r < m.shape[0] - half and half <= c < m.shape[1] - half):
         raise ValueError(f"a {patch_size} x {patch_size} patch at {(r, c)} does not fit a {m.shape} map (odd sizes only)")
     return m[r - half : r + half + 1, c - half : c + half + 1]
+
+
+@torch.no_grad()
+def contrast_embeddings(detector: nn.Module, dataset: FeatureDataset) -> tuple[Tensor, Tensor]:
+    """The imagewise contrast's embeddings of every cine of ``dataset``, as eq. 10 would compare them:
+    (g(Y * A), g(Y * (1 - A))), each (N, E) on the CPU, one row per feature step inside the true passage
+    [start, end] of each cine (steps between the first and the last segment bound), cine after cine.
+
+    ``detector`` runs as it is (train mode: BatchNorm on the batch's statistics; eval mode: running ones).
+    """
+    device = next(detector.parameters()).device
+    fg, bg = [], []
+    for i in range(len(dataset)):
+        item = dataset.video(i)
+        batch = collate([item]).to(device)
+        lt = detector.long_term(batch.features, batch.mask)
+        fore, back = foreground_background(lt.residual[0], lt.attention[0])  # (4096, T) each
+        first, last = item.segments.min().item(), item.segments.max().item()
+        inside = [t for t in range(item.features.shape[1]) if first <= t <= last]
+        fg.append(detector.imagewise.projection(fore[:, inside].T))
+        bg.append(detector.imagewise.projection(back[:, inside].T))
+    return torch.cat(fg).cpu(), torch.cat(bg).cpu()
