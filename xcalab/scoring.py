@@ -19,7 +19,7 @@ import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -210,6 +210,48 @@ def score_detections(
         "conventions": CONVENTIONS,
     }
     return _plain(metrics)
+
+
+class ConventionEffects(NamedTuple):
+    """Decoded keyframes under the reference's conventions and xcalab's, one row per cine (frames).
+
+    nearest, truncated  the predictions rounded / truncated to frames (V, 3)
+    true                the true keyframes (V, 3); n_frames the cines' lengths (V,)
+    ad                  AD for each (rounding, truth) pair: nearest or truncated vs f or int(f - window / 2)
+    prf                 frame P/R/F with and without the background class, against f and int(f - window / 2)
+    """
+
+    nearest: list[list[int]]
+    truncated: list[list[int]]
+    true: list[list[int]]
+    n_frames: list[int]
+    ad: dict[str, float]
+    prf: dict[str, PRF]
+
+
+def convention_effects(pairs: Sequence[tuple[Keyframes, VideoAnnotation]], window: int) -> ConventionEffects:
+    """What each of the reference's two conventions does to AD and to frame P/R/F (notebook 08): rounding vs
+    truncating the predicted frames, and the true keyframes f vs int(f - window / 2); and counting the
+    background as a class or not. ``keyframe_metrics`` reports xcalab's and the reference's corners of it."""
+    nearest = [list(kf.rounded()) for kf, _ in pairs]
+    truncated = [list(kf.truncated()) for kf, _ in pairs]
+    true = [[round(k) for k in v.keyframes] for _, v in pairs]
+    n_frames = [max(1, round(v.duration * v.fps)) for _, v in pairs]
+    labelled = [[max(0, k) for k in kf] for kf in nearest]  # frame labels need indices >= 0
+    shifted = {"paper_compatible": True, "window": window}
+    ad = {
+        "xcalab: nearest vs f": average_deviation(nearest, true),
+        "truncated vs f": average_deviation(truncated, true),
+        f"nearest vs int(f - {window // 2})": average_deviation(nearest, true, **shifted),
+        f"reference: truncated vs int(f - {window // 2})": average_deviation(truncated, true, **shifted),
+    }
+    prf = {
+        "with background (paper), f": mean_frame_prf(labelled, true, n_frames, "paper"),
+        "foreground only, f": mean_frame_prf(labelled, true, n_frames, "foreground"),
+        f"with background, int(f - {window // 2})": mean_frame_prf(labelled, true, n_frames, "paper", **shifted),
+        f"foreground only, int(f - {window // 2})": mean_frame_prf(labelled, true, n_frames, "foreground", **shifted),
+    }
+    return ConventionEffects(nearest, truncated, true, n_frames, ad, prf)
 
 
 # --------------------------------------------------------------------------------------------------
