@@ -38,6 +38,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 PRESETS = ("smoke", "teach", "paper")
 #: Shipped weights (the vessel extractor, the teach and locate detectors), committed with the code.
 WEIGHTS_DIR = REPO_ROOT / "data" / "weights"
+#: ``xcalab locate``: the one rate every cine is resampled to before features are extracted (frames per
+#: second), and the feature stride on the resampled cine (every frame starts a 4-frame window).
+LOCATE_FPS = 7.5
+LOCATE_STRIDE = 1
 
 
 # --------------------------------------------------------------------------------------------------

@@ -43,10 +43,8 @@ from xcalab.data.io import (
     atomic_path,
     read_sequence,
 )
+from xcalab.decision import KEYFRAME_NAMES
 from xcalab.errors import XcalabInputError
-from xcalab.inference import (
-    KEYFRAME_NAMES,
-)
 from xcalab.locator import LocateResult, Locator, load_locator, locate_sequence
 from xcalab.viz.locate import plot_locate_summary
 from xcalab.viz.save import save_figure

@@ -14,7 +14,7 @@ One command, five resumable stages (everything below ``data/cache/``, git-ignore
 3. **Train** the teach STA-IPCon detector on it (``xcalab.train.loop.train``, model selection on the
    validation cines' mAP).
 4. **Calibrate** the decision (status thresholds, confidence) on the validation cines
-   (``xcalab.inference.calibrate``) and **export** ``data/weights/detector-locate-sta-ipcon-seed<N>.pt``
+   (``xcalab.decision.calibrate``) and **export** ``data/weights/detector-locate-sta-ipcon-seed<N>.pt``
    with the calibration, rate and stride in its metadata.
 5. **Measure** ``locate`` on the test cines written as DICOM files and read back as a user's would be:
    the deviation of each keyframe per frame rate and the status confusion matrix
@@ -34,20 +34,11 @@ from typing import Any
 
 import numpy as np
 
-from xcalab.config import REPO_ROOT, Config
+from xcalab.config import LOCATE_FPS, LOCATE_STRIDE, REPO_ROOT, Config
 from xcalab.data.annotations import VideoAnnotation, read_annotations, write_annotations
 from xcalab.data.io import atomic_path
-from xcalab.inference import (
-    LOCATE_FPS,
-    LOCATE_STRIDE,
-    STATUSES,
-    CalibrationCase,
-    VesselEvidence,
-    calibrate,
-    locate_features,
-    ordered_pair,
-    resample_index,
-)
+from xcalab.decision import STATUSES, CalibrationCase, VesselEvidence, calibrate, ordered_pair
+from xcalab.inference import locate_features, resample_index
 from xcalab.locator import load_locator, locate_sequence
 from xcalab.pipeline import WEIGHTS_DIR, export_detector
 

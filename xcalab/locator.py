@@ -28,19 +28,10 @@ from xcalab import __version__
 from xcalab.config import WEIGHTS_DIR
 from xcalab.data.annotations import FeatureGrid
 from xcalab.data.io import Cine
+from xcalab.decision import KEYFRAME_NAMES, Calibration, Decision, VesselEvidence, decide, ordered_pair
 from xcalab.errors import XcalabInputError
 from xcalab.features.train import load_extractor
-from xcalab.inference import (
-    KEYFRAME_NAMES,
-    Calibration,
-    Decision,
-    VesselEvidence,
-    decide,
-    detect_features,
-    locate_features,
-    ordered_pair,
-    step_scores,
-)
+from xcalab.inference import detect_features, locate_features, step_scores
 from xcalab.models.detector import load_detector, read_checkpoint
 from xcalab.runtime import resolve_device
 
@@ -61,7 +52,7 @@ class Locator:
     model        the detector (eval mode, on ``device``); cfg its training configuration
     rate         frames per second cines are resampled to (None: used at their own rate)
     stride       feature stride on the (resampled) cine
-    calibration  decision thresholds and confidence maps (``xcalab.inference.Calibration``)
+    calibration  decision thresholds and confidence maps (``xcalab.decision.Calibration``)
     weights      the file they came from, and its SHA-256
     """
 
@@ -124,7 +115,7 @@ class LocateResult:
     step_times    [T] seconds of each feature step's centre
     scores        [T, 2] per-step class probabilities (filling, disappearing)
     vessel_curve  [T] mean vessel probability per step (what the detector sees)
-    decision      the ``xcalab.inference.Decision``
+    decision      the ``xcalab.decision.Decision``
     activitynet   the kept segments in ActivityNet results format
     frame_index   [M] the original frame of each analysed (resampled) frame
     attention     with ``locate_sequence(..., return_attention=True)``: every map the detector captured, for

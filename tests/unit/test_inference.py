@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from xcalab.data.io import Cine
-from xcalab.errors import XcalabInputError
-from xcalab.inference import (
+from xcalab.decision import (
     Calibration,
     CalibrationCase,
     OrderedPair,
@@ -20,13 +19,11 @@ from xcalab.inference import (
     decision_is_right,
     fit_platt,
     fuse_keyframes,
-    locate_features,
     ordered_pair,
     pair_scores,
-    resample_cine,
-    resample_index,
-    step_scores,
 )
+from xcalab.errors import XcalabInputError
+from xcalab.inference import locate_features, resample_cine, resample_index, step_scores
 from xcalab.postprocess import VideoPrediction
 
 # --- one rate -------------------------------------------------------------------------------------
@@ -289,7 +286,7 @@ def test_calibrate_fits_the_curve_thresholds_and_the_fusion():
 
 
 def test_rise_over_a_baseline_and_the_fitted_min_rise_holds_over_real_baselines():
-    from xcalab.inference import RISE_BASELINES
+    from xcalab.decision import RISE_BASELINES
 
     ev = VesselEvidence.of(PASSAGE * 0.004, TIMES)  # XCA-Synth-like levels: 0.004 .. 0.044
     assert ev.rise_over(0.0) == pytest.approx(ev.rise)

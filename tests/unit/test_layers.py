@@ -17,7 +17,7 @@ LAYERS = (
     ("xcalab.data",),
     ("xcalab.features",),
     ("xcalab.models",),
-    ("xcalab.metrics", "xcalab.postprocess", "xcalab.scoring", "xcalab.inference", "xcalab.locator",
+    ("xcalab.metrics", "xcalab.postprocess", "xcalab.scoring", "xcalab.decision", "xcalab.inference", "xcalab.locator",
      "xcalab.attention_maps", "xcalab.probes"),
     ("xcalab.train",),
     ("xcalab.evaluation", "xcalab.pipeline", "xcalab.locate_training"),
