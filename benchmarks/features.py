@@ -39,7 +39,7 @@ def _measure(size: int, source: str, frames: int, threads: int, batch_size: int,
 
     from xcalab.data.io import Cine
     from xcalab.features.extract import extract_features
-    from xcalab.features.train import load_extractor
+    from xcalab.features.weights import load_extractor
 
     torch.set_num_threads(threads)
     rng = np.random.default_rng(0)
@@ -67,7 +67,8 @@ def quality(n_test: int, n_val: int, weights: str | None, threads: int, build: s
     import torch
 
     from xcalab.features.extract import window_centres, window_maps
-    from xcalab.features.train import ExtractorTrainConfig, load_extractor
+    from xcalab.features.train import ExtractorTrainConfig
+    from xcalab.features.weights import load_extractor
 
     torch.set_num_threads(threads)
     extractor = load_extractor(weights)

@@ -86,7 +86,7 @@ def prepare_locate_features(cfg: Config, workers: int = 2, progress: bool = True
 
     from xcalab.data.synth.benchmark import build_benchmark, load_benchmark
     from xcalab.features.extract import DEFAULT_CACHE
-    from xcalab.features.train import load_extractor
+    from xcalab.features.weights import load_extractor
 
     build_dir = build_benchmark(cfg, workers=workers, progress=progress)
     bench = load_benchmark(build_dir)

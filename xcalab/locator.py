@@ -30,7 +30,7 @@ from xcalab.data.annotations import FeatureGrid
 from xcalab.data.io import Cine
 from xcalab.decision import KEYFRAME_NAMES, Calibration, Decision, VesselEvidence, decide, ordered_pair
 from xcalab.errors import XcalabInputError
-from xcalab.features.train import load_extractor
+from xcalab.features.weights import load_extractor
 from xcalab.inference import detect_features, locate_features, step_scores
 from xcalab.models.detector import load_detector, read_checkpoint
 from xcalab.runtime import resolve_device

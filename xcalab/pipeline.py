@@ -163,7 +163,7 @@ def prepare_features(
     cache = Path(cfg.data_dir) / "features"  # content-keyed arrays, shared by every export below data_dir
     extractor = None
     if source == "learned":
-        from xcalab.features.train import load_extractor
+        from xcalab.features.weights import load_extractor
 
         extractor = load_extractor(device=cfg.device)
 

@@ -20,7 +20,7 @@ from xcalab.features.extract import (
     window_starts,
 )
 from xcalab.features.svsnet import SIZES, SVSNet
-from xcalab.features.train import Extractor
+from xcalab.features.weights import Extractor
 
 
 def _cine(n: int = 30, size: int = 32, fps: float = 15.0, video_id: str = "cine") -> Cine:

@@ -10,24 +10,21 @@ import torch
 from xcalab.errors import XcalabInputError
 from xcalab.features.svsnet import SVSNet
 from xcalab.features.train import (
-    DEFAULT_WEIGHTS,
     SMOKE,
-    Extractor,
     ExtractorTrainConfig,
     WindowPool,
     check_scores,
     dice_bce_loss,
     front_weights,
-    load_extractor,
     pixel_auc,
     randomise_domain,
-    save_extractor,
     segmentation_scores,
     synth_sequences,
     train_extractor,
     validation_scores,
     validation_windows,
 )
+from xcalab.features.weights import DEFAULT_WEIGHTS, Extractor, load_extractor, save_extractor
 
 
 @pytest.fixture(scope="module")

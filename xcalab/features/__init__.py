@@ -5,7 +5,8 @@ One module per idea, in the order the data flow:
 - ``svsnet``     SVS-Net (Hao et al. 2020): a 3-D residual encoder over 4 frames, a (4,1,1) temporal collapse
                  of every skip, channel attention, a 2-D residual decoder -> the vessel map of the third frame
 - ``train``      training it on XCA-Synth's opacified-vessel maps (Dice + BCE, front/washout oversampling,
-                 domain randomisation), checkpoints and resume, and the ``Extractor`` (weights + metadata)
+                 domain randomisation), checkpoints and resume
+- ``weights``    the ``Extractor`` as shipped (weights + metadata JSON) and ``load_extractor``
 - ``classical``  the baselines with the same contract: Frangi vesselness, raw intensity, the oracle
 - ``extract``    cines -> (T, 4096) float32 arrays on the feature grid (stride 1, 2 or 4), cached, exported
 
@@ -22,8 +23,8 @@ _WHERE = {
     "extract": ("SOURCES", "FeatureCache", "export_features", "extract_features", "feature_times", "pool_to_grid", "resize",
                 "window_centres", "window_maps", "window_starts"),
     "svsnet": ("SIZES", "SVSNet", "SVSNetConfig"),
-    "train": ("DEFAULT_WEIGHTS", "Extractor", "ExtractorTrainConfig", "load_extractor", "load_or_train", "save_extractor",
-              "segmentation_scores", "train_extractor"),
+    "train": ("ExtractorTrainConfig", "load_or_train", "segmentation_scores", "train_extractor"),
+    "weights": ("DEFAULT_WEIGHTS", "Extractor", "load_extractor", "save_extractor"),
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 __all__ = sorted(_MODULE_OF)

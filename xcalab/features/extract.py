@@ -46,7 +46,7 @@ from xcalab.data.io import Cine, atomic_path, read_sequence
 from xcalab.errors import XcalabInputError
 from xcalab.features.classical import frangi_maps, frangi_structureness_scale, oracle_maps, raw_maps
 from xcalab.features.svsnet import TARGET_INDEX, WINDOW
-from xcalab.features.train import load_extractor
+from xcalab.features.weights import load_extractor
 from xcalab.runtime import resolve_device
 
 SOURCES = ("learned", "frangi", "raw", "oracle")
@@ -146,7 +146,7 @@ def learned_maps(
 ) -> Tensor:
     """SVS-Net vessel probabilities of every window: (T, h, w) float32 on the CPU.
 
-    ``extractor`` is an ``xcalab.features.train.Extractor``. Windows run in batches of ``batch_size``, in
+    ``extractor`` is an ``xcalab.features.weights.Extractor``. Windows run in batches of ``batch_size``, in
     bf16 autocast on CUDA. ``work_size=-1`` uses the extractor's own working size; None keeps the frames'.
     """
     device = resolve_device(device) if isinstance(device, str) else device
