@@ -2,9 +2,15 @@
 
 Run by ``make test`` after the unit tests; nbval then re-runs the executed copies (``--nbval-lax``).
 A failing notebook stays in build/executed/ with its error cell, and the error is printed here.
+
+How long each notebook took is a reported figure, not an assertion (timings depend on what else the
+machine runs): ``build/executed/timings.json`` collects them, and a notebook over
+``SMOKE_BUDGET_SECONDS`` is named in a warning, so a slow one is seen without making CI flaky.
 """
 
+import json
 import os
+import warnings
 
 import pytest
 
@@ -13,8 +19,16 @@ from xcalab.notebook import execute_notebook, list_notebooks
 
 EXECUTED = REPO_ROOT / "build" / "executed"
 FIGURES = REPO_ROOT / "build" / "figures-smoke"
-#: Smoke work per notebook must stay small: CI runs every notebook twice (papermill, then nbval).
+TIMINGS = EXECUTED / "timings.json"
+#: Smoke work per notebook should stay small: CI runs every notebook twice (papermill, then nbval).
 SMOKE_BUDGET_SECONDS = 120
+
+
+def _record(name: str, seconds: float) -> None:
+    timings = json.loads(TIMINGS.read_text()) if TIMINGS.is_file() else {}
+    timings[name] = round(seconds, 1)
+    TIMINGS.parent.mkdir(parents=True, exist_ok=True)
+    TIMINGS.write_text(json.dumps(dict(sorted(timings.items())), indent=1) + "\n")
 
 
 @pytest.mark.parametrize("src", list_notebooks(), ids=lambda p: p.stem)
@@ -27,4 +41,7 @@ def test_notebook_runs_at_smoke_size(src):
     except papermill.PapermillExecutionError as err:
         pytest.fail(f"{src.name} failed in cell {err.exec_count}: {err.ename}: {err.evalue}\n{''.join(err.traceback)}")
     print(f"{src.name}: {seconds:.1f} s at smoke size")
-    assert seconds < SMOKE_BUDGET_SECONDS, f"{src.name} took {seconds:.0f} s at smoke size (budget {SMOKE_BUDGET_SECONDS} s)"
+    _record(src.name, seconds)
+    if seconds > SMOKE_BUDGET_SECONDS:
+        warnings.warn(f"{src.name} took {seconds:.0f} s at smoke size (budget {SMOKE_BUDGET_SECONDS} s)", stacklevel=1)
+    assert dst.is_file()
