@@ -35,15 +35,13 @@ checkpoint here gives its numbers. A video where a class has no detection has no
     results.csv       the same table, one row per line, with a protocol column
     predictions.json  (``--checkpoint`` only) the model's detections, to re-score with ``--predictions``
 
-From Python: ``evaluate_files``, ``evaluate_checkpoint`` and ``results_table_markdown``; the scoring itself,
-in memory and without files, is ``xcalab.scoring.score_detections``.
+From Python: ``evaluate_files`` and ``evaluate_checkpoint``; the scoring itself, in memory and without files, is
+``xcalab.scoring.score_detections``, and the tables are ``xcalab.results_table``.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import sys
 from collections.abc import Mapping, Sequence
@@ -70,7 +68,8 @@ from xcalab.metrics import (
     parse_ground_truth,
     parse_label_ids,
 )
-from xcalab.scoring import CI_LEVEL, PROTOCOLS, check_scoring, score_detections
+from xcalab.results_table import results_table_csv, results_table_markdown
+from xcalab.scoring import PROTOCOLS, check_scoring, score_detections
 
 if TYPE_CHECKING:  # torch is only imported when a checkpoint is scored
     from xcalab.postprocess import VideoPrediction
@@ -204,76 +203,8 @@ def _resolve_setting(path: Path, videos: Mapping[str, VideoAnnotation] | None, v
 
 
 # --------------------------------------------------------------------------------------------------
-# The results table
+# Files in, files out
 # --------------------------------------------------------------------------------------------------
-
-
-def _percent(x: float | None) -> float | None:
-    return None if x is None else 100.0 * x
-
-
-def results_table(metrics: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
-    """The results table as (column names, rows): one row per class (its AP at each tIoU and their mean) and
-    a "mean" row (mAP at each tIoU, mAP, then frame P/R/F and AD). AP, mAP and P/R/F in percent, AD in
-    frames; None where a number does not apply or could not be computed."""
-    columns = ["", *(f"AP@{t:g}" for t in metrics["tiou"]), "mAP", "P", "R", "F", "AD", "AD ref."]
-    rows: list[list[Any]] = []
-    for name, aps in metrics["ap"].items():
-        known = [a for a in aps if a is not None]
-        mean = sum(known) / len(known) if known else None
-        rows.append([name, *(_percent(a) for a in aps), _percent(mean), None, None, None, None, None])
-    prf = (metrics.get("prf") or {}).get("paper") or {}
-    rows.append([
-        "mean", *(_percent(m) for m in metrics["map_per_tiou"]), _percent(metrics["mAP"]),
-        _percent(prf.get("precision")), _percent(prf.get("recall")), _percent(prf.get("f1")),
-        metrics.get("ad"), metrics.get("ad_paper"),
-    ])
-    return columns, rows
-
-
-def results_table_markdown(metrics: Mapping[str, Any]) -> str:
-    """The results table in Markdown: a header line naming the protocol and the tIoUs, the table (2 decimals,
-    percent like the paper's tables) and a note on the frame-level numbers. Takes the dict of metrics.json."""
-    columns, rows = results_table(metrics)
-    tious = ", ".join(f"{t:g}" for t in metrics["tiou"])
-    lines = [
-        f"**Protocol `{metrics['protocol']}`** ({metrics['protocol_note']}); tIoU {tious}; "
-        f"{metrics['n_videos']} videos, {metrics['n_missing']} with a class not detected.",
-        "",
-        "| " + " | ".join(columns) + " |",
-        "|" + "|".join([":---", *["---:"] * (len(columns) - 1)]) + "|",
-    ]
-    for row in rows:
-        cells = [row[0], *("–" if v is None else f"{v:.2f}" for v in row[1:])]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines.append("")
-    if metrics.get("ad") is None:
-        lines.append(f"AP and mAP (mean over the tIoUs) in %. No keyframe metrics: {metrics.get('keyframe_note')}.")
-        return "\n".join(lines) + "\n"
-    fg = metrics["prf"]["foreground"]
-    low, high = metrics["ci"]["ad"]
-    ci = "–" if low is None else f"[{low:.2f}, {high:.2f}]"
-    lines.append(
-        f"AP, mAP (mean over the tIoUs), P, R, F in %; AD in frames, over the {metrics['n_keyframes']} videos with "
-        f"keyframes. P/R/F: frame level, macro average with background (the paper's convention); foreground only: "
-        f"P {100 * fg['precision']:.2f}, R {100 * fg['recall']:.2f}, F {100 * fg['f1']:.2f}. AD: nearest frames "
-        f"vs true keyframes, {100 * CI_LEVEL:g} % CI {ci}; AD ref.: the reference's convention (truncated frames vs "
-        f"int(true - {metrics['window']}/2)), for comparison with the paper only."
-    )
-    return "\n".join(lines) + "\n"
-
-
-def results_table_csv(metrics: Mapping[str, Any]) -> str:
-    """The results table as CSV text: a protocol column first, then the Markdown table's columns with their
-    units; numbers to 4 decimals, empty where none applies."""
-    columns, rows = results_table(metrics)
-    units = ["row", *(f"{c} (%)" for c in columns[1:-2]), "AD (frames)", "AD ref. (frames)"]
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["protocol", *units])
-    for row in rows:
-        writer.writerow([metrics["protocol"], row[0], *("" if v is None else f"{v:.4f}" for v in row[1:])])
-    return out.getvalue()
 
 
 def write_results(metrics: Mapping[str, Any], out_dir: str | Path) -> dict[str, Path]:
@@ -296,11 +227,6 @@ def write_results(metrics: Mapping[str, Any], out_dir: str | Path) -> dict[str, 
             tmp.write_text(text)
         paths[key] = out_dir / name
     return paths
-
-
-# --------------------------------------------------------------------------------------------------
-# Files in, files out
-# --------------------------------------------------------------------------------------------------
 
 
 def _evaluate(predictions_path: Path, annotations_path: Path, out_dir: Path, subset: str, protocol: str,

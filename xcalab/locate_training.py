@@ -214,8 +214,9 @@ def score_on_teach(locator, seed: int = 0, progress: bool = True) -> dict[str, A
 
     from xcalab.config import get_preset
     from xcalab.data.annotations import FeatureGrid
+    from xcalab.frame_metrics import average_deviation
     from xcalab.inference import detect_features
-    from xcalab.metrics import PAPER_TIOUS, Detection, GroundTruth, average_deviation, mean_average_precision
+    from xcalab.metrics import PAPER_TIOUS, Detection, GroundTruth, mean_average_precision
     from xcalab.pipeline import prepare_features
 
     data = prepare_features(get_preset("teach", seed=seed), subsets=("test",), progress=progress)

@@ -25,19 +25,21 @@ import numpy as np
 
 from xcalab.data.annotations import Keyframes, VideoAnnotation
 from xcalab.errors import XcalabInputError
-from xcalab.metrics import (
+from xcalab.frame_metrics import (
     PAPER_POPMEANS,
-    PAPER_TIOUS,
     PRF,
-    Detection,
-    GroundTruth,
-    MapResult,
     average_deviation,
     confidence_interval,
     keyframe_deviations,
-    mean_average_precision,
     mean_frame_prf,
     one_sided_ttest,
+)
+from xcalab.metrics import (
+    PAPER_TIOUS,
+    Detection,
+    GroundTruth,
+    MapResult,
+    mean_average_precision,
     top1_per_class,
 )
 from xcalab.postprocess import VideoPrediction, top1_keyframes

@@ -14,11 +14,13 @@ from xcalab.cli import main
 from xcalab.config import config_to_dict, get_preset
 from xcalab.data.annotations import VideoAnnotation, write_annotations
 from xcalab.data.dataset import dataset_for
-from xcalab.evaluation import evaluate_checkpoint, evaluate_files, results_table_markdown
+from xcalab.evaluation import evaluate_checkpoint, evaluate_files
+from xcalab.frame_metrics import PAPER_POPMEANS
 from xcalab.inference import evaluate
-from xcalab.metrics import PAPER_POPMEANS, Detection
+from xcalab.metrics import Detection
 from xcalab.models.detector import build_detector, load_detector
 from xcalab.postprocess import top1_keyframes
+from xcalab.results_table import results_table_markdown
 from xcalab.train.checkpoint import save_checkpoint
 
 FPS, N_FRAMES = 10.0, 50

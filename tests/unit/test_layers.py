@@ -17,10 +17,10 @@ LAYERS = (
     ("xcalab.data",),
     ("xcalab.features",),
     ("xcalab.models",),
-    ("xcalab.metrics", "xcalab.postprocess", "xcalab.scoring", "xcalab.decision", "xcalab.inference", "xcalab.locator",
+    ("xcalab.metrics", "xcalab.frame_metrics", "xcalab.postprocess", "xcalab.scoring", "xcalab.decision", "xcalab.inference", "xcalab.locator",
      "xcalab.attention_maps", "xcalab.probes"),
     ("xcalab.train",),
-    ("xcalab.evaluation", "xcalab.pipeline", "xcalab.locate_training"),
+    ("xcalab.evaluation", "xcalab.results_table", "xcalab.pipeline", "xcalab.locate_training"),
     ("xcalab.reproduce", "xcalab.locate", "xcalab.cli", "xcalab.notebook", "xcalab.viz"),
 )
 

@@ -8,22 +8,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from xcalab.metrics import (
-    PAPER_TIOUS,
+from xcalab.frame_metrics import (
     PRF,
-    Detection,
-    GroundTruth,
     average_deviation,
-    average_precision,
     confidence_interval,
-    deduplicate_ground_truth,
     frame_labels,
     frame_prf,
     keyframe_deviations,
-    mean_average_precision,
     mean_frame_prf,
     one_sided_ttest,
     paper_gt_keyframes,
+)
+from xcalab.metrics import (
+    PAPER_TIOUS,
+    Detection,
+    GroundTruth,
+    average_precision,
+    deduplicate_ground_truth,
+    mean_average_precision,
     parse_detections,
     parse_ground_truth,
     parse_label_ids,

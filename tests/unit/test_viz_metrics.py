@@ -8,7 +8,8 @@ import pytest
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
-from xcalab.metrics import Detection, GroundTruth, average_precision, frame_labels
+from xcalab.frame_metrics import frame_labels
+from xcalab.metrics import Detection, GroundTruth, average_precision
 from xcalab.viz import metrics as vm
 
 

@@ -32,7 +32,8 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-from xcalab.metrics import BACKGROUND, DISAPPEARING, FILLING, frame_labels, temporal_iou
+from xcalab.frame_metrics import BACKGROUND, DISAPPEARING, FILLING, frame_labels
+from xcalab.metrics import temporal_iou
 from xcalab.viz.common import figure_and_axes
 from xcalab.viz.palette import ACTION_COLORS, KEYFRAME_COLORS
 
