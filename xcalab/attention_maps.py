@@ -26,7 +26,7 @@ import numpy as np
 
 from xcalab.data.io import Cine
 from xcalab.locator import locate_sequence
-from xcalab.models.detector import UNIT_RANGE, MapKind
+from xcalab.models.maps import UNIT_RANGE, MapKind
 
 #: Curves over the steps that sit beside the detector's maps (the decision reads them).
 SCORE_CURVES = ("P(filling)", "P(disappearing)")

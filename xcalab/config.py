@@ -193,6 +193,14 @@ class ModelConfig:
     centre_radius      centre sampling radius in strides (paper 1.5)
     paper_compatible   reproduce the reference where it is wrong: BatchNorm over padding, padding leaking
                        into convolutions, and PCon's random unlearned bias (off: xcalab's fixes)
+
+    The other seed papers' modules, each off in every preset (``xcalab.models``; issue "the other three"):
+    generative_attention  GAF's frame attention lambda and its CVAE on the input features
+                          (``models/generative_attention.py``); trains with GAF's alternating epochs
+    gaf_hidden            width of the lambda head and the CVAE's MLPs
+    refinement            TSA + TPP on the embedding of the short-term path (``models/self_attention_refinement.py``)
+    phase_attention       the contrast-phase recogniser (class-peak sparse spatial attention + a temporal CNN,
+                          ``models/sparse_spatial_attention.py``) inside the detector, trained jointly
     """
 
     long_term: str = "STA"
@@ -211,6 +219,10 @@ class ModelConfig:
     regression_ranges: tuple[tuple[float, float], ...] = REGRESSION_RANGES
     centre_radius: float = CENTRE_RADIUS
     paper_compatible: bool = False
+    generative_attention: bool = False
+    gaf_hidden: int = 256
+    refinement: bool = False
+    phase_attention: bool = False
 
     def __post_init__(self) -> None:
         if self.long_term not in LONG_TERM_MODES:
@@ -252,6 +264,13 @@ class TrainConfig:
                        None, the reference's and every preset's: no gain)
     feature_clutter    (low, high): add one static vessel-like map with a per-step mean in this range to
                        each training video (``FeatureDataset.clutter_range``; None: none)
+    gaf_background_weight  GAF: weight of the detector's classification loss on the background features
+                       F * (1 - lambda) with all-background targets (released code 35 with an unnormalised sum;
+                       here the loss shares the foreground's normaliser, so 1)
+    gaf_recon_weight   GAF: L_recon's weight at the last epoch, ramped from 0 (released 0.5)
+    gaf_cvae_lr        GAF: Adam learning rate of the CVAE phase (released 1e-3, betas (0.8, 0.999))
+    refinement_weight  TSA + TPP: weight of the step predictions' loss (class CE + interval 1 - tIoU)
+    phase_weight       phase recogniser: weight of its four-term cross-entropy (eq. 8 of its paper)
     """
 
     epochs: int = 50
@@ -270,6 +289,11 @@ class TrainConfig:
     select_after: int = 30
     feature_gain: tuple[float, float] | None = None
     feature_clutter: tuple[float, float] | None = None
+    gaf_background_weight: float = 1.0
+    gaf_recon_weight: float = 0.5
+    gaf_cvae_lr: float = 1e-3
+    refinement_weight: float = 1.0
+    phase_weight: float = 1.0
 
     def __post_init__(self) -> None:
         if self.feature_gain is not None and not 0 < self.feature_gain[0] <= self.feature_gain[1]:

@@ -35,9 +35,10 @@ import numpy as np
 import torch
 
 from xcalab.config import ACTIONFORMER, WEIGHTS_DIR, Config, config_from_dict
-from xcalab.data.annotations import VideoAnnotation, read_annotations, write_annotations
+from xcalab.data.annotations import FeatureGrid, VideoAnnotation, read_annotations, write_annotations
 from xcalab.data.dataset import FeatureDataset, dataset_for
 from xcalab.data.io import Cine, atomic_path
+from xcalab.data.phases import phases_path, step_phases
 from xcalab.errors import XcalabInputError
 from xcalab.models.detector import load_detector, read_checkpoint
 from xcalab.runtime import resolve_device
@@ -57,6 +58,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "STA+ICon": {**ACTIONFORMER, "long_term": "STA", "imagewise": True},
     "STA+PCon": {**ACTIONFORMER, "long_term": "STA", "patchwise": True},
     "STA-IPCon": {"long_term": "STA", "imagewise": True, "patchwise": True, "short_term": True},
+    # The other seed papers' modules, each on the plain detector as its paper adds it to one, and on STA-IPCon.
+    "ActionFormer+GAF": {**ACTIONFORMER, "generative_attention": True},
+    "ActionFormer+TSA": {**ACTIONFORMER, "refinement": True},
+    "Phase attention": {**ACTIONFORMER, "phase_attention": True},
+    "STA-IPCon+GAF": {"long_term": "STA", "imagewise": True, "patchwise": True, "generative_attention": True},
+    "STA-IPCon+TSA": {"long_term": "STA", "imagewise": True, "patchwise": True, "refinement": True},
 }
 
 
@@ -64,7 +71,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 def variant_slug(variant: str) -> str:
     """A file-name-safe name: "STA w/o S-T" -> "sta-wo-st", "STA+ICon" -> "sta+icon"."""
     check_variant(variant)
-    return variant.lower().replace(" w/o s-t", "-wo-st")
+    return variant.lower().replace(" w/o s-t", "-wo-st").replace(" ", "-")
 
 
 def check_variant(variant: str) -> None:
@@ -147,11 +154,12 @@ def prepare_features(
     from tqdm.auto import tqdm
 
     from xcalab.data.synth.benchmark import (
-        _summary_npz,
         annotation_from_summary,
         build_benchmark,
         plan,
+        read_phases,
         read_sequence_npz,
+        read_summary,
     )
     from xcalab.features.extract import extract_features
 
@@ -178,8 +186,13 @@ def prepare_features(
             features = extract_features(seq, source, stride, extractor, device=cfg.device, cache=cache)
             with atomic_path(npy) as tmp, open(tmp, "wb") as fh:
                 np.save(fh, features)
+        if not phases_path(npy).is_file():  # the phase recogniser's labels, one per step (cheap: no frames read)
+            n_steps = int(np.load(npy, mmap_mode="r").shape[0])
+            labels = step_phases(read_phases(npz), n_steps, FeatureGrid(stride=stride, window=cfg.features.window))
+            with atomic_path(phases_path(npy)) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, labels)
         # As annotations.json has it (a scenario cine's status; no actions for one without contrast).
-        videos.append(annotation_from_summary(job["video_id"], _summary_npz(npz), job["subset"], cfg.setting))
+        videos.append(annotation_from_summary(job["video_id"], read_summary(npz), job["subset"], cfg.setting))
     if not videos:
         raise XcalabInputError(build_dir, f"no cines of the subsets {subsets} in this build")
     annotations_path = write_annotations(out / f"annotations-setting{cfg.setting}.json", videos)

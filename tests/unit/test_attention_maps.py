@@ -14,7 +14,8 @@ from xcalab.attention_maps import SCORE_CURVES, VESSEL_CURVE, SequenceMaps, sequ
 from xcalab.config import ModelConfig
 from xcalab.data.io import Cine
 from xcalab.models.convlstm import ConvLSTM, ConvLSTMCell
-from xcalab.models.detector import KeyframeDetector, MapKind
+from xcalab.models.detector import KeyframeDetector
+from xcalab.models.maps import MapKind
 
 KINDS = {"step", "band", "curve", "points"}
 

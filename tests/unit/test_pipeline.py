@@ -18,7 +18,8 @@ import xcalab.pipeline as pipeline
 from xcalab.config import config_to_dict, get_preset
 from xcalab.data.annotations import FeatureGrid, read_annotations
 from xcalab.data.dataset import collate
-from xcalab.data.synth.benchmark import plan
+from xcalab.data.phases import phases_path, step_phases
+from xcalab.data.synth.benchmark import plan, read_phases
 from xcalab.inference import predict
 from xcalab.models.detector import load_detector
 from xcalab.pipeline import (
@@ -36,7 +37,7 @@ from xcalab.pipeline import (
 from xcalab.train.checkpoint import BEST, CHECKPOINT
 
 SMOKE = get_preset("smoke")
-SWITCHES = ("long_term", "imagewise", "patchwise", "short_term")
+SWITCHES = ("long_term", "imagewise", "patchwise", "short_term", "generative_attention", "refinement", "phase_attention")
 VARIANT = "STA"  # the smallest model with long-term attention: a few seconds to train in smoke
 
 
@@ -156,6 +157,20 @@ def test_feature_files_match_their_cines(built):
         video = data.annotations[vid]
         assert tuple(video.keyframes) == tuple(cine.truth.keyframes) and video.fps == cine.fps
         assert round(video.duration * video.fps) == n_frames and video.setting == 0
+
+
+def test_phase_labels_sit_beside_the_features(built):
+    grid = FeatureGrid(stride=SMOKE.features.stride, window=SMOKE.features.window)
+    data = built.full
+    dataset = data.dataset("train")
+    for vid in data.video_ids():
+        labels = np.load(phases_path(data.features_dir / f"{vid}.npy"))
+        frames = read_phases(data.build_dir / "sequences" / f"{vid}.npz")
+        assert labels.dtype == np.int8 and labels.shape == (len(data.features(vid)),)
+        assert np.array_equal(labels, step_phases(frames, len(labels), grid))
+        assert set(labels.tolist()) >= {0, 1, 3}, vid  # every smoke cine shows pre-contrast, filling, washout
+    item = dataset.video(0)
+    assert item.phases is not None and item.phases.shape == (item.features.shape[1],)
 
 
 def test_a_second_call_adds_the_other_cines(built):

@@ -25,7 +25,7 @@ from xcalab.data.synth import (
     simulate_sequence,
 )
 from xcalab.data.synth import scenarios as scenario_module
-from xcalab.data.synth.benchmark import _build_info, _summary_npz, default_out_dir, main, plan
+from xcalab.data.synth.benchmark import _build_info, default_out_dir, main, plan, read_summary
 from xcalab.data.synth.params import sample_injection, sample_params
 from xcalab.data.synth.scenarios import KEYFRAMES_PRESENT, MARGINS_S, STATUS, plan_scenario, simulate_scenario
 from xcalab.data.synth.simulator import contrast_passage, render
@@ -370,7 +370,7 @@ def test_a_scenario_build_annotates_status_and_resumes_byte_identically(tmp_path
         ann, seq = bench.annotations[vid], bench.load(vid)
         assert seq.meta["scenario"] == name and ann.status == STATUS[name]
         assert ann.keyframes_present == KEYFRAMES_PRESENT[name]
-        assert _summary_npz(root / "sequences" / f"{vid}.npz")["status"] == STATUS[name]
+        assert read_summary(root / "sequences" / f"{vid}.npz")["status"] == STATUS[name]
         n, fps = seq.n_frames, seq.fps
         if name == "no_contrast":
             assert ann.actions == [] and ann.keyframes is None
@@ -392,7 +392,7 @@ def test_a_default_cine_summary_is_unchanged(tmp_path):
     from xcalab.data.synth.benchmark import write_sequence_npz
 
     seq = simulate_sequence(1, image_size=32, n_frames=16)
-    summary = _summary_npz(write_sequence_npz(seq, tmp_path / "s.npz"))
+    summary = read_summary(write_sequence_npz(seq, tmp_path / "s.npz"))
     assert summary == {"keyframes": list(seq.truth.keyframes), "fps": 15.0, "n_frames": 16}
 
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from toy_data import FOUR_VIDEOS, STRIDE, toy_feature_set
 
 from xcalab.cli import train_command
 from xcalab.config import apply_overrides, config_from_dict, config_to_dict, get_preset
-from xcalab.data.annotations import VideoAnnotation, write_annotations
 from xcalab.data.dataset import dataset_for
 from xcalab.errors import XcalabInputError
 from xcalab.inference import evaluate, predict
@@ -29,52 +29,6 @@ from xcalab.train.optim import (
 )
 
 SMOKE = get_preset("smoke")
-FPS, STRIDE = 15.0, 4
-
-
-# --------------------------------------------------------------------------------------------------
-# A toy feature set whose maps follow the contrast curve
-# --------------------------------------------------------------------------------------------------
-
-
-def _vessels(size: int) -> np.ndarray:
-    """A fixed (size, size) pattern of four bright curved lines, ~1.5 pixels wide, in [0, 1]."""
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    pattern = np.zeros((size, size))
-    for _ in range(4):
-        a, b, c = rng.uniform(-1, 1, 3)
-        distance = np.abs(yy - (0.5 + 0.3 * a * (xx - 0.5) + 0.2 * b * np.sin(3 * xx + c)))
-        pattern = np.maximum(pattern, np.exp(-((distance * size / 1.5) ** 2)))
-    return pattern
-
-
-def toy_feature_set(folder, videos, size=64):
-    """Write ``<id>.npy`` and annotations.json for {id: (subset, steps, (start, apex, end) frames)}.
-
-    Step k (centred at frame 4k + 2) shows a flat background 0.1 plus the vessel pattern times the
-    contrast curve: 0 before start, rising to 1 at the apex, back to 0 at the end. The background is
-    flat so that the first step -- PCon's patch -- holds no vessel, whatever patch is drawn.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    pattern = _vessels(size)
-    records = []
-    for vid, (subset, steps, keyframes) in videos.items():
-        start, apex, end = keyframes
-        centre = STRIDE * np.arange(steps) + 2.0
-        curve = np.interp(centre, [0, start, apex, end, 1e9], [0, 0, 1, 0, 0])
-        maps = 0.1 + curve[:, None, None] * pattern[None]
-        np.save(folder / f"{vid}.npy", maps.reshape(steps, -1).astype(np.float32))
-        records.append(VideoAnnotation.from_keyframes(vid, keyframes, FPS, STRIDE * steps, subset))
-    return write_annotations(folder / "annotations.json", records)
-
-
-FOUR_VIDEOS = {
-    "a": ("train", 16, (10, 22, 50)),
-    "b": ("train", 18, (14, 26, 60)),
-    "c": ("train", 16, (8, 20, 46)),
-    "d": ("train", 20, (16, 30, 66)),
-}
 
 
 def _with(cfg, **sections):

@@ -10,6 +10,8 @@ On disk a data set is a folder of feature files next to an ActivityNet-1.3 annot
     features   (C, T) float32          channels first, as the detector reads them
     segments   (K, 2) float32          ground-truth actions in feature-grid units (``FeatureGrid``)
     labels     (K,)   int64            0 filling [start, apex], 1 disappearing [apex, end] (setting 0)
+    phases     (T,)   int64 or None    the contrast phase of each step, when ``phases/<video_id>.npy`` is
+                                       there (``xcalab.data.phases``; synthetic cines), else None
 
 Seconds become grid units in one place, ``FeatureGrid.seconds_to_grid``: g = (seconds * fps - window/2) / stride.
 
@@ -42,6 +44,7 @@ from torch.utils.data import Dataset
 from xcalab.config import Config
 from xcalab.data.annotations import FeatureGrid, VideoAnnotation, read_annotations
 from xcalab.data.crops import truncate_features
+from xcalab.data.phases import NO_PHASE, PHASE_NAMES, phases_path
 from xcalab.errors import XcalabInputError
 from xcalab.runtime import CROP_STREAM, derive_seed
 
@@ -56,6 +59,7 @@ class VideoFeatures(NamedTuple):
     fps        frames per second of the cine
     duration   length of the cine in seconds
     index      position of the video in the data set
+    phases     (T,) int64 contrast phase of each step (cropped with the features), or None without labels
     """
 
     video_id: str
@@ -65,6 +69,7 @@ class VideoFeatures(NamedTuple):
     fps: float
     duration: float
     index: int
+    phases: Tensor | None = None
 
 
 class Batch(NamedTuple):
@@ -75,6 +80,8 @@ class Batch(NamedTuple):
     segments   B tensors (K_b, 2): actions in grid units
     labels     B tensors (K_b,): their classes
     video_ids, fps, duration   one per video
+    phases     (B, T) int64 contrast phase of each step, ``NO_PHASE`` (-1) at padded steps; None unless every
+               video of the batch has phase labels
     """
 
     features: Tensor
@@ -84,6 +91,7 @@ class Batch(NamedTuple):
     video_ids: list[str]
     fps: list[float]
     duration: list[float]
+    phases: Tensor | None = None
 
     def to(self, device: torch.device | str) -> Batch:
         """The same batch with every tensor on ``device``."""
@@ -92,6 +100,7 @@ class Batch(NamedTuple):
             mask=self.mask.to(device, non_blocking=True),
             segments=[s.to(device) for s in self.segments],
             labels=[c.to(device) for c in self.labels],
+            phases=None if self.phases is None else self.phases.to(device, non_blocking=True),
         )
 
 
@@ -196,6 +205,22 @@ class FeatureDataset(Dataset):
             raise XcalabInputError(path, f"features hold NaN or infinite values (first at step {step})")
         return torch.from_numpy(np.ascontiguousarray(array.T))
 
+    def load_phases(self, video_id: str, n_steps: int) -> Tensor | None:
+        """The phase labels of a video, (T,) int64, or None when it has none (a real cine)."""
+        path = phases_path(self.path(video_id))
+        if not path.is_file():
+            return None
+        try:
+            phases = np.load(path)
+        except (ValueError, OSError) as err:
+            raise XcalabInputError(path, f"not a readable .npy array ({err})") from None
+        if phases.shape != (n_steps,) or not np.issubdtype(phases.dtype, np.integer):
+            raise XcalabInputError(path, f"phase labels must be {n_steps} integers (one per step), got "
+                                         f"{phases.dtype} {phases.shape}")
+        if phases.min() < 0 or phases.max() >= len(PHASE_NAMES):
+            raise XcalabInputError(path, f"phase labels must lie in 0..{len(PHASE_NAMES) - 1}")
+        return torch.from_numpy(phases.astype(np.int64))
+
     def ground_truth(self, index: int) -> tuple[Tensor, Tensor]:
         """Video ``index``'s actions: segments (K, 2) float32 in grid units and labels (K,) int64."""
         video = self.videos[index]
@@ -209,7 +234,8 @@ class FeatureDataset(Dataset):
         video = self.videos[index]
         segments, labels = self.ground_truth(index)
         features = self.load_features(video.video_id)
-        return VideoFeatures(video.video_id, features, segments, labels, video.fps, video.duration, index)
+        phases = self.load_phases(video.video_id, features.shape[1])
+        return VideoFeatures(video.video_id, features, segments, labels, video.fps, video.duration, index, phases)
 
     def __getitem__(self, index: int) -> VideoFeatures:
         """Video ``index``; in training cut to a random window seeded by (seed, epoch, index)."""
@@ -217,18 +243,23 @@ class FeatureDataset(Dataset):
         if not self.training:
             return item
         generator = torch.Generator().manual_seed(derive_seed(self.seed, CROP_STREAM, self.epoch, index))
+        # The phase labels ride along as one more row, so they are cut exactly where the features are (the
+        # crop's draws do not depend on the number of rows).
+        rows = item.features if item.phases is None else torch.cat((item.features, item.phases[None].float()))
         crop = truncate_features(
-            item.features, item.segments, item.labels, self.max_seq_len, self.trunc_thresh, self.crop_ratio,
+            rows, item.segments, item.labels, self.max_seq_len, self.trunc_thresh, self.crop_ratio,
             offset=self.grid.offset, generator=generator,
         )
-        feats = crop.feats
+        feats, phases = crop.feats, None
+        if item.phases is not None:
+            feats, phases = crop.feats[:-1], crop.feats[-1].long()
         if self.gain_range is not None:  # drawn after the crop, from the same generator: still (seed, epoch, index)
             low, high = self.gain_range
             gain = low + (high - low) * float(torch.rand((), generator=generator))
             feats = (feats * gain).clamp_(0.0, 1.0)
         if self.clutter_range is not None:  # after the gain: the clutter's level is what was measured on real cines
             feats = (feats + self._clutter(generator)[:, None]).clamp_(0.0, 1.0)
-        return item._replace(features=feats, segments=crop.segments, labels=crop.labels)
+        return item._replace(features=feats, segments=crop.segments, labels=crop.labels, phases=phases)
 
     def _clutter(self, generator: torch.Generator) -> Tensor:
         """One static map (feature_dim,) with a mean drawn from ``clutter_range``: a random video's map at a
@@ -279,6 +310,11 @@ def collate(items: Sequence[VideoFeatures], pad_to: int | None = None, multiple:
     for b, item in enumerate(items):
         features[b, :, : lengths[b]] = item.features
     mask = torch.arange(steps)[None, :] < torch.tensor(lengths)[:, None]
+    phases = None
+    if all(item.phases is not None for item in items):
+        phases = torch.full((len(items), steps), NO_PHASE, dtype=torch.int64)
+        for b, item in enumerate(items):
+            phases[b, : lengths[b]] = item.phases
     return Batch(
         features,
         mask,
@@ -287,4 +323,5 @@ def collate(items: Sequence[VideoFeatures], pad_to: int | None = None, multiple:
         [item.video_id for item in items],
         [float(item.fps) for item in items],
         [float(item.duration) for item in items],
+        phases,
     )

@@ -11,6 +11,15 @@ Data flow (seed paper Fig. 2; spec sta-ipcon.md Sec. 3.0), for a batch of B feat
 
 Every ablation of the paper's Tables IV and V is a ``ModelConfig`` switch; with long_term="none",
 imagewise=False and patchwise=False the network is ActionFormer (Table II's baseline).
+
+The other seed papers' modules are switches too, each where its paper puts it:
+
+    generative_attention  GAF in front of everything: X -> foreground X * lambda / s (what the rest reads);
+                          in training the background X * (1 - lambda) / s runs through the same network
+                          (``background=True``) and must be classified as background
+    phase_attention       the phase recogniser on X: X -> X * (1 + A_phase) before the long-term attention,
+                          and its per-step phase probabilities (B, 5, T) join the embedding's input
+    refinement            TSA + TPP on the embedding, before the transformer stem
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from xcalab.config import Config, ModelConfig, config_from_dict
+from xcalab.data.phases import PHASE_NAMES
 from xcalab.errors import XcalabInputError
 from xcalab.models.contrastive import (
     ContrastOutput,
@@ -30,31 +40,13 @@ from xcalab.models.contrastive import (
     PatchwiseProjection,
     foreground_background,
 )
+from xcalab.models.generative_attention import GenerativeAttention, GenerativeAttentionOutput
 from xcalab.models.heads import ClassificationHead, RegressionHead
 from xcalab.models.long_term import LongTermAttention
+from xcalab.models.maps import UNIT_RANGE, MapKind
+from xcalab.models.self_attention_refinement import SelfAttentionRefinement
 from xcalab.models.short_term import TransformerPyramid
-
-
-class MapKind(NamedTuple):
-    """What a captured map is, so a viewer can draw it without knowing the module that made it.
-
-    kind         "step"   (T, S, S): one map per feature step, drawn over the step's frame
-                 "band"   (heads, T_l, 2w + 1): local attention weights of pyramid level ``level``, row t =
-                          how much step t attends to its neighbours t - w .. t + w
-                 "curve"  (T,): one number per step
-                 "points" (2,): a position (row, column) on the S x S map
-    value_range  the fixed range the values live in -- (0, 1) for sigmoid gates, A and softmax weights,
-                 (-1, 1) for a ConvLSTM hidden map -- or None for an unbounded response (a viewer shows
-                 the range it observed)
-    level        the pyramid level of a "band" (its step is 2**level feature steps), else None
-    """
-
-    kind: str
-    value_range: tuple[float, float] | None
-    level: int | None = None
-
-
-UNIT_RANGE = (0.0, 1.0)
+from xcalab.models.sparse_spatial_attention import PhaseOutput, PhaseRecogniser
 
 
 class DetectorOutput(NamedTuple):
@@ -67,6 +59,10 @@ class DetectorOutput(NamedTuple):
     attention    with ``return_attention=True``: every attention map by name (see ``KeyframeDetector``),
                  batch-first and padded; ``attention_of(b)`` cuts one video's maps to its length
     kinds        beside ``attention``: each map's ``MapKind`` (what it is and the range its values live in)
+    generative   GAF's ``GenerativeAttentionOutput`` (lambda, the two feature sets, the reconstruction), or None
+    background_logits  GAF, with ``background=True``: per level, the class logits of the background features
+    refinement   TSA + TPP's ``RefinementOutput`` (its step predictions train with their own loss), or None
+    phases       the phase recogniser's ``PhaseOutput``, or None
     """
 
     cls_logits: list[Tensor]
@@ -75,20 +71,26 @@ class DetectorOutput(NamedTuple):
     contrast: ContrastOutput | None
     attention: dict[str, Tensor] | None
     kinds: dict[str, MapKind] | None = None
+    generative: GenerativeAttentionOutput | None = None
+    background_logits: list[Tensor] | None = None
+    refinement: Any = None
+    phases: PhaseOutput | None = None
 
     def attention_of(self, b: int) -> dict[str, Tensor]:
         """Video b's attention maps, un-padded: time axes cut to the video's valid length per level."""
         if self.attention is None:
             raise ValueError("no attention was captured: call the model with return_attention=True")
-        out = {}
+        out, steps = {}, int(self.masks[0][b].sum())
         for name, value in self.attention.items():
-            if name.startswith("transformer/level"):
-                level = int(name.split("level")[1].split(".")[0])
-                out[name] = value[b, :, : int(self.masks[level][b].sum())]
-            elif name == "patch_centre":
+            kind = self.kinds[name]
+            if kind.kind == "band":
+                out[name] = value[b, :, : int(self.masks[kind.level][b].sum())]
+            elif kind.kind == "points":
                 out[name] = value[b]
-            else:  # step maps (B, T, S, S)
-                out[name] = value[b, : int(self.masks[0][b].sum())]
+            elif kind.kind == "matrix":
+                out[name] = value[b, :steps, :steps]
+            else:  # step maps (B, T, S, S) and curves (B, T)
+                out[name] = value[b, :steps]
         return out
 
 
@@ -101,10 +103,11 @@ class KeyframeDetector(nn.Module):
     cfg          ``ModelConfig``
 
     ``forward(features (B, D, T), mask (B, T), segments=None, labels=None, contrast=False,
-    return_attention=False, generator=None) -> DetectorOutput``. With ``contrast=True`` (training
-    epochs that use L_con) ``segments`` (B tensors (N_b, 2), ground truth in steps) and ``labels``
+    return_attention=False, generator=None, background=False) -> DetectorOutput``. With ``contrast=True``
+    (training epochs that use L_con) ``segments`` (B tensors (N_b, 2), ground truth in steps) and ``labels``
     (B tensors (N_b,)) feed the imagewise contrast. ``generator`` seeds the random draws (ICon samples,
-    PCon patch).
+    PCon patch, GAF's and the phase recogniser's noise). ``background=True`` (GAF, training) also runs the
+    background features through the network.
 
     Attention maps (``return_attention=True``), each (B, T, S, S) unless said otherwise, with their
     ``MapKind`` in ``DetectorOutput.kinds``:
@@ -116,6 +119,9 @@ class KeyframeDetector(nn.Module):
       "foreground"    (X + TA) * A, "background" (X + TA) * (1 - A)   (modes SA, STA: what ICon contrasts)
       "patchwise"     the PCon response, "patch_centre" (B, 2) its patch (when patchwise)
       "transformer/level{l}.block{j}"  (B, heads, T_l, 2w + 1) local attention weights
+      and every map of the other modules that are on: "GAF.*" (``GenerativeAttention``), "phase.*" and
+      "P(<phase>)" (``PhaseRecogniser``), "TSA.*" (T, T) matrices and "TPP.actionness"
+      (``SelfAttentionRefinement``)
     """
 
     def __init__(self, cfg: ModelConfig, feature_dim: int = 4096, map_size: int = 64, n_classes: int = 2):
@@ -131,12 +137,19 @@ class KeyframeDetector(nn.Module):
             if cfg.imagewise else None
         )
         self.patchwise = PatchwiseProjection(map_size=map_size, random_bias=reference) if cfg.patchwise else None
+        phase_channels = len(PHASE_NAMES) if cfg.phase_attention else 0  # phase probabilities join the input
         self.pyramid = TransformerPyramid(
-            feature_dim, cfg.channels, n_levels=cfg.n_levels, n_heads=cfg.n_heads, half_window=cfg.half_window,
+            feature_dim + phase_channels, cfg.channels, n_levels=cfg.n_levels, n_heads=cfg.n_heads, half_window=cfg.half_window,
             drop_path=cfg.drop_path, short_term=cfg.short_term, mask_padding=not reference,
         )
         self.cls_head = ClassificationHead(cfg.channels, n_classes, cfg.head_layers, mask_padding=not reference)
         self.reg_head = RegressionHead(cfg.channels, cfg.n_levels, cfg.head_layers, mask_padding=not reference)
+        # The other papers' modules are built last, so that everything above starts from the same random
+        # draws with or without them (a comparison of "with" and "without" then differs only by the module).
+        self.generative = GenerativeAttention(feature_dim, cfg.gaf_hidden) if cfg.generative_attention else None
+        self.phase = PhaseRecogniser(map_size=map_size) if cfg.phase_attention else None
+        if cfg.refinement:
+            self.pyramid.refinement = SelfAttentionRefinement(cfg.channels, n_classes)
 
     @property
     def strides(self) -> list[int]:
@@ -152,25 +165,24 @@ class KeyframeDetector(nn.Module):
         contrast: bool = False,
         return_attention: bool = False,
         generator: torch.Generator | None = None,
+        background: bool = False,
     ) -> DetectorOutput:
         attention: dict[str, Tensor] = {}
         kinds: dict[str, MapKind] = {}
-        long_term = self.long_term(features, mask, return_gates=return_attention)
+        x, generative, phases = features, None, None
+        if self.generative is not None:  # GAF: the rest of the network reads the attended foreground
+            generative = self.generative(features, mask, return_attention=return_attention, generator=generator)
+            x = generative.foreground
+        if self.phase is not None:  # gate with the recogniser's spatial attention, as A gates X (eq. 6)
+            phases = self.phase(x, mask, return_attention=return_attention, generator=generator)
+            x = x * (1 + self._as_features(phases.spatial_attention))
 
-        contrast_out = None
-        if contrast and self.imagewise is not None:
-            if segments is None or labels is None:
-                raise ValueError("the imagewise contrast needs the ground-truth segments and labels")
-            contrast_out = self.imagewise(long_term.residual, long_term.attention, mask, segments, labels, generator)
-
-        x = long_term.features
-        if self.patchwise is not None:
-            patch = self.patchwise(x, generator=generator)
-            x = patch.features
-
-        pyramid = self.pyramid(x, mask, return_attention=return_attention)
-        cls_logits = self.cls_head(pyramid.features, pyramid.masks)
-        offsets = self.reg_head(pyramid.features, pyramid.masks)
+        long_term, contrast_out, patch, pyramid, cls_logits, offsets = self._detect(
+            x, mask, phases, segments, labels, contrast, return_attention, generator)
+        background_logits = None
+        if background and generative is not None:  # GAF's segment-level attention on F * (1 - lambda)
+            background_logits = self._detect(generative.background, mask, phases, None, None, False, False,
+                                             generator)[4]
 
         if return_attention:
             def add(name: str, value: Tensor, kind: MapKind) -> None:
@@ -178,6 +190,9 @@ class KeyframeDetector(nn.Module):
 
             maps, step = self._as_maps, MapKind("step", UNIT_RANGE)
             add("X", maps(features), MapKind("step", None))
+            for module in (generative, phases):
+                for name, value in ((module.attention or {}) if module is not None else {}).items():
+                    add(name, value, module.kinds[name])
             if long_term.temporal is not None:
                 add("TA", maps(long_term.temporal), MapKind("step", (-1.0, 1.0)))
                 for gate, value in (long_term.gates or {}).items():
@@ -194,11 +209,41 @@ class KeyframeDetector(nn.Module):
             if self.patchwise is not None:
                 add("patchwise", maps(patch.features), MapKind("step", None))
                 add("patch_centre", patch.centre, MapKind("points", (0.0, float(self.map_size - 1))))
+            if pyramid.refinement is not None:
+                for name, value in pyramid.refinement.attention.items():
+                    add(name, value, pyramid.refinement.kinds[name])
             for name, weights in (pyramid.attention or {}).items():
                 level = int(name.split("level")[1].split(".")[0])
                 add(f"transformer/{name}", weights.detach(), MapKind("band", UNIT_RANGE, level))
         return DetectorOutput(cls_logits, offsets, pyramid.masks, contrast_out,
-                              attention if return_attention else None, kinds if return_attention else None)
+                              attention if return_attention else None, kinds if return_attention else None,
+                              generative, background_logits, pyramid.refinement, phases)
+
+    def _detect(self, x: Tensor, mask: Tensor, phases: PhaseOutput | None, segments, labels, contrast: bool,
+                return_attention: bool, generator: torch.Generator | None):
+        """Long-term attention, ICon, PCon, the pyramid and the heads on input x (B, D, T)."""
+        long_term = self.long_term(x, mask, return_gates=return_attention)
+        contrast_out = None
+        if contrast and self.imagewise is not None:
+            if segments is None or labels is None:
+                raise ValueError("the imagewise contrast needs the ground-truth segments and labels")
+            contrast_out = self.imagewise(long_term.residual, long_term.attention, mask, segments, labels, generator)
+
+        x, patch = long_term.features, None
+        if self.patchwise is not None:
+            patch = self.patchwise(x, generator=generator)
+            x = patch.features
+        if phases is not None:
+            x = torch.cat((x, phases.probabilities), dim=1)
+
+        pyramid = self.pyramid(x, mask, return_attention=return_attention)
+        cls_logits = self.cls_head(pyramid.features, pyramid.masks)
+        offsets = self.reg_head(pyramid.features, pyramid.masks)
+        return long_term, contrast_out, patch, pyramid, cls_logits, offsets
+
+    def _as_features(self, maps: Tensor) -> Tensor:
+        """(B, T, S, S) -> (B, S*S, T): a map per step back to the features' layout."""
+        return maps.reshape(maps.shape[0], maps.shape[1], -1).transpose(1, 2)
 
     def _as_maps(self, x: Tensor) -> Tensor:
         """(B, S*S, T) -> (B, T, S, S), detached: attention maps are for looking at."""

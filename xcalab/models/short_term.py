@@ -26,7 +26,7 @@ valid steps through the 3-tap convolutions and the max-pool; ``mask_padding=Fals
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -332,11 +332,13 @@ class PyramidOutput(NamedTuple):
                 each (B, heads, T_l, 2w + 1): "level0.block0", "level0.block1" (the stem), then
                 "level1.block0", ..., "level5.block0" (the downsampling blocks). Entry j of the last
                 axis is key t - w + j. Rows of padded queries are zero; cut them off with masks[l].
+    refinement  what the ``refinement`` module returned on the embedding (TSA + TPP), else None
     """
 
     features: list[Tensor]
     masks: list[Tensor]
     attention: dict[str, Tensor] | None
+    refinement: Any = None
 
 
 class TransformerPyramid(nn.Module):
@@ -354,6 +356,10 @@ class TransformerPyramid(nn.Module):
     short_term          False skips the stem transformers (the paper's "w/o S-T" ablation); level 0 is
                         then the embedding itself, and the stem is not built
     mask_padding        see the module docstring
+
+    ``refinement`` (an attribute, None by default) is a module applied to the embedding before the stem,
+    (B, C, T) -> an output whose ``features`` continue the path: TSA + TPP
+    (``models/self_attention_refinement.py``), set by the detector after everything else is built.
 
     With the reference sizes and T = 128 the levels have 128, 64, 32, 16, 8 and 4 steps. Any T works
     (a level has ceil(T_{l-1} / 2) steps); the window needs no divisibility.
@@ -387,11 +393,16 @@ class TransformerPyramid(nn.Module):
         self.stem = nn.ModuleList(block(1) for _ in range(n_stem_blocks if short_term else 0))
         self.branch = nn.ModuleList(block(2) for _ in range(n_levels - 1))
         self.level_norms = nn.ModuleList(ChannelLayerNorm(channels) for _ in range(n_levels))
+        self.refinement: nn.Module | None = None
 
     def forward(self, x: Tensor, mask: Tensor, return_attention: bool = False) -> PyramidOutput:
         """x (B, in_channels, T), mask (B, T) bool -> ``PyramidOutput`` with n_levels levels."""
         attention: dict[str, Tensor] = {}
         x = self.embedding(x, mask)
+        refined = None
+        if self.refinement is not None:
+            refined = self.refinement(x, mask, return_attention=return_attention)
+            x = refined.features
         for j, block in enumerate(self.stem):
             x, mask, weights = block(x, mask, return_attention)
             if return_attention:
@@ -407,4 +418,4 @@ class TransformerPyramid(nn.Module):
         features = [norm(f) for norm, f in zip(self.level_norms, features)]
         if self.mask_padding:
             features = [f * _as_channel_mask(m, f) for f, m in zip(features, masks)]
-        return PyramidOutput(features, masks, attention if return_attention else None)
+        return PyramidOutput(features, masks, attention if return_attention else None, refined)

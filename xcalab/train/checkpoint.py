@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from xcalab import __version__ as xcalab_version
-from xcalab.config import TRAINING_FIELDS, Config, config_to_dict
+from xcalab.config import Config, config_from_dict, config_to_dict
 from xcalab.data.io import atomic_path
 from xcalab.errors import XcalabInputError
 from xcalab.runtime import PROCESS_STREAM, derive_seed
@@ -114,6 +114,8 @@ class RunLog:
     were not finished (after the checkpoint) are dropped first."""
 
     CSV_FIELDS = ("epoch", "steps", "loss", "cls", "reg", "con", "lr", "val_average_map", "val_ad", "best_epoch", "seconds")
+    #: The loss terms of the other seed papers' modules, in epochs.csv after "con" when the run has them.
+    MODULE_TERMS = ("gaf_cvae", "gaf_bg", "gaf_recon", "tsa", "phase")
 
     def __init__(self, out_dir: Path, start_epoch: int, enabled: bool):
         self.enabled = enabled
@@ -137,7 +139,9 @@ class RunLog:
         if not self.enabled:
             return
         with atomic_path(self.csv) as tmp, tmp.open("w", newline="") as f:
-            writer = csv.DictWriter(f, self.CSV_FIELDS, extrasaction="ignore")
+            extra = tuple(k for k in self.MODULE_TERMS if history and k in history[-1])
+            fields = self.CSV_FIELDS[:6] + extra + self.CSV_FIELDS[6:]
+            writer = csv.DictWriter(f, fields, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(history)
 
@@ -162,8 +166,12 @@ def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def check_resumable(saved: Mapping[str, Any], cfg: Config, where: Path) -> None:
-    """A resumed run must train the same thing: its ``training_identity`` equal except ``RESUMABLE_CHANGES``."""
-    old = _flatten({k: saved.get(k) for k in TRAINING_FIELDS})
+    """A resumed run must train the same thing: its ``training_identity`` equal except ``RESUMABLE_CHANGES``.
+
+    The saved configuration is read back through ``config_from_dict`` first, so a setting added to xcalab after
+    the checkpoint was written takes its default -- what the code of that time did -- and does not count as a
+    change."""
+    old = _flatten(config_from_dict(saved, where).training_identity())
     new = _flatten(cfg.training_identity())
     differ = sorted(
         key for key in old.keys() | new.keys()

@@ -16,8 +16,11 @@ the best one is kept in ``best.pt``. The reference saves 20 EMA checkpoints and 
 picks on the fly and saves one. What is written where: ``xcalab.train.checkpoint``.
 
 **What is trained** is a ``DetectionTask``: the model it builds, the loss of one step and the score an
-epoch is selected on. A new kind of training (GAF's alternating epochs, a phase recogniser) subclasses it
-and overrides one method; the loop itself does not change.
+epoch is selected on, plus two hooks that are empty for STA-IPCon: optimisers of parts trained outside the
+step (``side_optimizers``) and a pass over the training set before the epoch's steps (``before_epoch``).
+GAF's alternating epochs (``xcalab.train.generative``) fill both; the loop itself does not change. The
+losses of the other modules (TSA + TPP, the phase recogniser, GAF's) are terms of the step's loss
+(``xcalab.train.losses.module_losses``) and are logged beside cls / reg / con.
 
 **Several processes (DDP).** The same call runs under ``torchrun`` (``torchrun --nproc_per_node 2 -m
 xcalab.cli train ...``); ``xcalab.train.distributed`` says how W processes compute the gradient of the
@@ -40,18 +43,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from xcalab.config import Config, config_to_dict
 from xcalab.data.annotations import check_setting_of, read_annotations
-from xcalab.data.dataset import Batch, FeatureDataset, collate, dataset_for
+from xcalab.data.dataset import FeatureDataset, collate, dataset_for
 from xcalab.data.io import atomic_path
 from xcalab.errors import XcalabInputError
-from xcalab.inference import device_autocast, evaluate
-from xcalab.models.detector import build_detector
-from xcalab.runtime import LOADER_STREAM, STEP_STREAM, derive_seed, seed_everything
+from xcalab.runtime import LOADER_STREAM, derive_seed, seed_everything
 from xcalab.train.checkpoint import (
     BEST,
     CHECKPOINT,
@@ -66,8 +67,10 @@ from xcalab.train.checkpoint import (
     weights_metadata,
 )
 from xcalab.train.distributed import Distributed, use_global_batchnorm
-from xcalab.train.losses import INIT_LOSS_NORM, LossNormaliser, training_loss
+from xcalab.train.generative import GenerativeAttentionTask
+from xcalab.train.losses import INIT_LOSS_NORM, LossNormaliser
 from xcalab.train.optim import ModelEMA, build_optimizer, build_scheduler
+from xcalab.train.task import DetectionTask
 
 
 @dataclass
@@ -92,30 +95,6 @@ class TrainResult:
     world_size: int = 1
 
 
-class DetectionTask:
-    """What the loop trains, and how it judges an epoch: the extension point of ``train``.
-
-    build_model  the network of ``cfg`` (seeded just before, so every run of a seed starts the same)
-    step_loss    the loss of one step and its terms for the log
-    validate     (the score epochs are selected on -- higher is better, None without one -- and the AD)
-    """
-
-    def build_model(self, cfg: Config) -> nn.Module:
-        return build_detector(cfg)
-
-    def step_loss(self, model: nn.Module, core: nn.Module, batch: Batch, cfg: Config, epoch: int, step: int,
-                  normaliser: LossNormaliser, ctx: Distributed) -> tuple[Tensor, dict[str, Any]]:
-        contrast = epoch in cfg.train.contrast_epochs and cfg.model.imagewise
-        generator = torch.Generator().manual_seed(derive_seed(cfg.seed, STEP_STREAM, step, ctx.rank))
-        with device_autocast(ctx.device):
-            out = model(batch.features, batch.mask, batch.segments, batch.labels, contrast=contrast, generator=generator)
-        return training_loss(out, batch, core.strides, cfg, normaliser, ctx)
-
-    def validate(self, model: nn.Module, dataset: FeatureDataset, cfg: Config) -> tuple[float | None, float | None]:
-        scores = evaluate(model, dataset, cfg)
-        return (None if math.isnan(scores.average_map) else scores.average_map), scores.ad
-
-
 @dataclass
 class TrainingState:
     """Everything that changes while training, and so everything ``checkpoint.pt`` holds."""
@@ -129,6 +108,7 @@ class TrainingState:
     best_epoch: int | None = None
     best_score: float | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    side_optimizers: dict[str, torch.optim.Optimizer] = field(default_factory=dict)
 
     def load(self, ckpt: dict[str, Any]) -> None:
         self.core.load_state_dict(ckpt["model"])
@@ -138,15 +118,18 @@ class TrainingState:
         self.normaliser.load_state_dict(ckpt["normaliser"])
         self.epoch, self.history = int(ckpt["epoch"]), list(ckpt["history"])
         self.best_epoch, self.best_score = ckpt["best"]["epoch"], ckpt["best"]["score"]
+        for name, optimizer in self.side_optimizers.items():
+            optimizer.load_state_dict(ckpt["side_optimizers"][name])
 
     def checkpoint(self, rng: list[dict[str, Any]], meta: str) -> dict[str, Any]:
+        side = {"side_optimizers": {k: o.state_dict() for k, o in self.side_optimizers.items()}}
         return {
             "format": "xcalab-checkpoint-1", "epoch": self.epoch,
             "model": self.core.state_dict(), "ema": self.ema.state_dict(),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "normaliser": self.normaliser.state_dict(), "rng": rng,
             "best": {"epoch": self.best_epoch, "score": self.best_score}, "history": self.history,
-            "meta": meta,
+            "meta": meta, **(side if self.side_optimizers else {}),
         }
 
 
@@ -173,7 +156,7 @@ def train(
     """
     from tqdm.auto import tqdm
 
-    task = task or DetectionTask()
+    task = task or task_for(cfg)
     out_dir = Path(out_dir)
     ctx = Distributed.start(cfg.device)
     try:
@@ -232,7 +215,8 @@ def _build_state(cfg: Config, task: DetectionTask, steps_per_epoch: int, ctx: Di
         use_global_batchnorm(core, ctx.group)
     optimizer = build_optimizer(core, cfg.train)
     scheduler = build_scheduler(optimizer, cfg.train, steps_per_epoch)
-    state = TrainingState(core, ema, optimizer, scheduler, LossNormaliser(INIT_LOSS_NORM))
+    state = TrainingState(core, ema, optimizer, scheduler, LossNormaliser(INIT_LOSS_NORM),
+                          side_optimizers=task.side_optimizers(core, cfg))
     seed_process(cfg.seed, ctx.rank)
     return state
 
@@ -263,19 +247,14 @@ def _parallel(core: nn.Module, cfg: Config, ctx: Distributed) -> nn.Module:
 
 def _train_one_epoch(model: nn.Module, state: TrainingState, task: DetectionTask, train_set: FeatureDataset,
                      cfg: Config, epoch: int, steps: int, ctx: Distributed, log: RunLog, bar) -> dict[str, float]:
-    """One pass over a fresh shuffle; returns the summed loss terms."""
+    """The task's pass before the steps (none for STA-IPCon), then one pass of steps over a fresh shuffle;
+    returns the summed loss terms."""
     tc = cfg.train
-    sampler = DistributedSampler(train_set, ctx.world_size, ctx.rank, shuffle=True, seed=cfg.seed, drop_last=True)
-    sampler.set_epoch(epoch)
     train_set.set_epoch(epoch)
-    loader = DataLoader(
-        train_set, tc.batch_size // ctx.world_size, sampler=sampler, collate_fn=partial(collate, pad_to=tc.max_seq_len),
-        drop_last=True, generator=torch.Generator().manual_seed(derive_seed(cfg.seed, LOADER_STREAM, epoch)),
-        pin_memory=ctx.device.type == "cuda",
-    )
+    sums = dict(task.before_epoch(state, _batches(train_set, cfg, epoch, ctx, 1), cfg, epoch, ctx))
     model.train()
-    sums = {"loss": 0.0, "cls": 0.0, "reg": 0.0, "con": 0.0}
-    for i, batch in enumerate(loader):
+    sums.update({"loss": 0.0, "cls": 0.0, "reg": 0.0, "con": 0.0})
+    for i, batch in enumerate(_batches(train_set, cfg, epoch, ctx)):
         step = epoch * steps + i
         loss, terms = task.step_loss(model, state.core, batch.to(ctx.device), cfg, epoch, step, state.normaliser, ctx)
         if not math.isfinite(terms["loss"]):  # the same global value on every process: all stop
@@ -289,12 +268,32 @@ def _train_one_epoch(model: nn.Module, state: TrainingState, task: DetectionTask
         state.scheduler.step()
         state.ema.update(state.core, step)
 
-        for k in sums:
-            sums[k] += terms[k] or 0.0
+        for k, v in terms.items():
+            if k not in ("num_pos", "normaliser"):
+                sums[k] = sums.get(k, 0.0) + (v or 0.0)
         log.write({"kind": "step", "epoch": epoch, "step": step, "iteration": i, "lr": lr, **terms, "grad_norm": grad_norm})
         bar.update(1)
         bar.set_postfix(epoch=epoch, loss=f"{terms['loss']:.3f}", lr=f"{lr:.2e}")
     return sums
+
+
+def _batches(train_set: FeatureDataset, cfg: Config, epoch: int, ctx: Distributed, pass_index: int = 0):
+    """The batches of one pass over the epoch's shuffle (this process's share); pass 0 is the steps' pass, a
+    task's extra pass draws its order from its own stream."""
+    tc = cfg.train
+    sampler = DistributedSampler(train_set, ctx.world_size, ctx.rank, shuffle=True, seed=cfg.seed, drop_last=True)
+    sampler.set_epoch(epoch)
+    keys = (cfg.seed, LOADER_STREAM, epoch) + ((pass_index,) if pass_index else ())
+    return DataLoader(
+        train_set, tc.batch_size // ctx.world_size, sampler=sampler, collate_fn=partial(collate, pad_to=tc.max_seq_len),
+        drop_last=True, generator=torch.Generator().manual_seed(derive_seed(*keys)),
+        pin_memory=ctx.device.type == "cuda",
+    )
+
+
+def task_for(cfg: Config) -> DetectionTask:
+    """The task of a configuration: GAF's alternating epochs when its generative attention is on."""
+    return GenerativeAttentionTask() if cfg.model.generative_attention else DetectionTask()
 
 
 def _improves(score: float | None, best_epoch: int | None, best_score: float | None) -> bool:

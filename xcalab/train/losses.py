@@ -43,8 +43,12 @@ from torch import Tensor
 
 from xcalab.config import Config
 from xcalab.data.dataset import Batch
+from xcalab.errors import XcalabInputError
 from xcalab.models.contrastive import soft_nearest_neighbour_loss
 from xcalab.models.detector import DetectorOutput
+from xcalab.models.generative_attention import reconstruction_loss, reconstruction_weight
+from xcalab.models.self_attention_refinement import refinement_loss, refinement_targets
+from xcalab.models.sparse_spatial_attention import phase_loss
 from xcalab.train.assign import assign_targets, concat_levels, pyramid_points
 from xcalab.train.distributed import Distributed, gather_rows
 
@@ -232,6 +236,35 @@ def pad_segments(segments: Sequence[Tensor], labels: Sequence[Tensor]) -> tuple[
     return padded, padded_labels, mask
 
 
+def module_losses(out: DetectorOutput, batch: Batch, point_mask: Tensor, norm: float, cfg: Config,
+                  epoch: int) -> dict[str, tuple[float, Tensor]]:
+    """The losses of the other seed papers' modules that are on: name -> (weight, value on the local batch).
+
+    gaf_bg     GAF's segment-level attention on the background F * (1 - lambda): the focal loss with every
+               point a background point, over the valid points, divided by the detection loss's N
+    gaf_recon  GAF's L_recon = mean((Dec(lambda + eps, lambda) - X)^2), weighted epoch / epochs * 0.5
+    tsa        TSA + TPP's step predictions: class cross-entropy + interval (1 - tIoU) on action steps
+    phase      the phase recogniser's four cross-entropies (original, discriminative, complementary, fused)
+    """
+    tc, terms = cfg.train, {}
+    if out.background_logits is not None:
+        logits = concat_levels(out.background_logits).float()
+        focal = sigmoid_focal_loss(logits, torch.zeros_like(logits), reduction="none").sum(dim=-1)
+        terms["gaf_bg"] = (tc.gaf_background_weight, focal[point_mask].sum() / norm)
+    if out.generative is not None:
+        weight = reconstruction_weight(epoch, tc.epochs, tc.gaf_recon_weight)
+        terms["gaf_recon"] = (weight, reconstruction_loss(batch.features, out.generative.recon.float(), batch.mask))
+    if out.refinement is not None:
+        targets = refinement_targets(batch.segments, batch.labels, batch.mask.shape[1])
+        terms["tsa"] = (tc.refinement_weight, refinement_loss(out.refinement, targets, batch.mask)[0])
+    if out.phases is not None:
+        if batch.phases is None:
+            raise XcalabInputError("model.phase_attention", "the phase recogniser trains on phase labels, and "
+                                   "this batch has none (features/phases/<video>.npy: XCA-Synth cines only)")
+        terms["phase"] = (tc.phase_weight, phase_loss(out.phases, batch.phases, batch.mask)[0])
+    return terms
+
+
 def training_loss(
     out: DetectorOutput,
     batch: Batch,
@@ -239,6 +272,7 @@ def training_loss(
     cfg: Config,
     normaliser: LossNormaliser,
     ctx: Distributed,
+    epoch: int = 0,
 ) -> tuple[Tensor, dict[str, float]]:
     """L = w_con L_con + L_cls + L_reg of one step, and its terms as numbers for the log.
 
@@ -276,7 +310,17 @@ def training_loss(
             background = gather_rows(out.contrast.background.float(), ctx.group)
             con = soft_nearest_neighbour_loss(foreground, background, cfg.model.temperature)
         loss = loss + cfg.train.contrast_weight * con
+    modules = module_losses(out, batch, point_mask, norm, cfg, epoch)
+    for name, (weight, value) in modules.items():
+        # gaf_bg is divided by the global N like the detection loss (so it scales with W as that does);
+        # the others are local means, whose average over processes DDP takes as it is.
+        loss = loss + weight * (ctx.world_size * value if name == "gaf_bg" else value)
     cls_loss, reg_loss = ctx.sum(torch.stack([det["cls"], det["reg"]]).float()).tolist()
     con_value = None if con is None else float(con.detach())
     total = cls_loss + reg_loss + (0.0 if con_value is None else cfg.train.contrast_weight * con_value)
-    return loss, {"loss": total, "cls": cls_loss, "reg": reg_loss, "con": con_value, "num_pos": num_pos, "normaliser": norm}
+    logged = {}
+    for name, (weight, value) in modules.items():
+        logged[name] = float(ctx.sum(value.detach().float())) / (1 if name == "gaf_bg" else ctx.world_size)
+        total += weight * logged[name]
+    return loss, {"loss": total, "cls": cls_loss, "reg": reg_loss, "con": con_value, **logged, "num_pos": num_pos,
+                  "normaliser": norm}

@@ -6,7 +6,9 @@ The reference trains STA-IPCon as ActionFormer trains its detector (spec sta-ipc
 
     decay      the weights of every Linear, Conv1d and Conv2d, and the weights of the BatchNorm layers
     no decay   every bias, every LayerNorm weight, the per-level regression ``Scale`` and the transformer
-               blocks' ``AffineDropPath`` scales
+               blocks' ``AffineDropPath`` scales; and the learned scalars of the other seed papers' modules
+               (TSA's refinement gain, the phase recogniser's Gaussian widths log beta), which are not weights
+               to shrink towards 0
 
 The BatchNorm weights are the odd ones out: ActionFormer puts them in neither list, but the reference hides
 the long-term attention (ConvLSTM and SA, with SA's BatchNorm) and the imagewise projection inside its first
@@ -45,7 +47,9 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from xcalab.config import TrainConfig
 from xcalab.models.heads import Scale
+from xcalab.models.self_attention_refinement import TemporalSelfAttention
 from xcalab.models.short_term import AffineDropPath
+from xcalab.models.sparse_spatial_attention import PhaseRecogniser
 
 #: The floor of the cosine decay (the reference's eta_min).
 ETA_MIN = 1e-8
@@ -53,6 +57,12 @@ ETA_MIN = 1e-8
 DECAYED_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.modules.batchnorm._BatchNorm)
 #: Layers whose ``weight`` is not decayed.
 UNDECAYED_LAYERS = (nn.LayerNorm, nn.GroupNorm)
+#: (name, module class) of the learned scalars that get no decay.
+SCALAR_PARAMETERS = {
+    ("gain", TemporalSelfAttention),
+    ("log_beta_discriminative", PhaseRecogniser),
+    ("log_beta_complementary", PhaseRecogniser),
+}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -76,6 +86,8 @@ def decay_split(model: nn.Module) -> tuple[list[str], list[str]]:
             elif name == "weight" and isinstance(module, UNDECAYED_LAYERS):
                 no_decay.append(full)
             elif name == "scale" and isinstance(module, (Scale, AffineDropPath)):
+                no_decay.append(full)
+            elif (name, type(module)) in SCALAR_PARAMETERS:
                 no_decay.append(full)
             else:
                 unknown.append(f"{full} ({type(module).__name__})")

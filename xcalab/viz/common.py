@@ -1,11 +1,17 @@
-"""What every figure module shares: a Figure and Axes to draw into, and an image panel without ticks."""
+"""What every figure module shares: a Figure and Axes to draw into, an image panel without ticks, a grid of maps."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from xcalab.runtime import as_array
+from xcalab.viz.palette import KEYFRAME_COLORS
 
 
 def figure_and_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
@@ -24,3 +30,75 @@ def image_panel(ax: Axes, image: np.ndarray, title: str = "", cmap: str = "magma
         ax.set_title(title, fontsize=8)
     ax.set_xticks([])
     ax.set_yticks([])
+
+
+def _row_scale(data: np.ndarray) -> tuple[str, float, float]:
+    """(colour map, vmin, vmax) shared by one row: signed data centred on 0, else min..max of the row."""
+    lo, hi = float(np.nanmin(data)), float(np.nanmax(data))
+    if lo < 0 < hi:
+        m = max(-lo, hi)
+        return "RdBu_r", -m, m
+    if hi - lo < 1e-12:
+        hi = lo + 1e-6
+    return "magma", lo, hi
+
+
+def map_grid(rows: Mapping[str, np.ndarray], steps: Sequence[int], labels: Sequence[str] | None = None,
+             frames=None, keyframe_steps: Mapping[str, int] | None = None, title: str | None = None,
+             ranges: Mapping[str, tuple[float, float]] | None = None) -> Figure:
+    """Maps at a few steps: an optional frame row, then one row per map; one column per step.
+
+    rows            name -> (T, S, S) maps, drawn top to bottom
+    steps           the columns; ``labels`` names them (e.g. phases)
+    frames          (T, H, W) in [0, 1], one frame per step, drawn in grey on top; or None
+    keyframe_steps  name ("start", "apex", "end") -> step: those columns are framed in the keyframe colour
+    ranges          name -> (low, high): the fixed colour limits of that row (attention and probabilities in
+                    (0, 1)); any other row gets one scale over its drawn steps (signed rows centred on 0)
+    Every row has its colour bar on the right.
+    """
+    if not rows:
+        raise ValueError("give at least one map")
+    rows = {name: as_array(data, 3, f"map {name!r}", "(T, S, S) maps") for name, data in rows.items()}
+    lengths = {len(a) for a in rows.values()}
+    if frames is not None:
+        frames = as_array(frames, 3, "frames", "(T, S, S) maps")
+        lengths.add(len(frames))
+    if len(lengths) != 1:
+        raise ValueError(f"frames and maps must have one length T (steps), got {sorted(lengths)}")
+    n = lengths.pop()
+    steps = [int(s) for s in steps]
+    if not steps or min(steps) < 0 or max(steps) >= n:
+        raise ValueError(f"steps must be in 0..{n - 1}, got {steps}")
+    labels = [""] * len(steps) if labels is None else list(labels)
+    if len(labels) != len(steps):
+        raise ValueError(f"need one label per step ({len(steps)}), got {len(labels)}")
+    keyed = {int(s): name for name, s in (keyframe_steps or {}).items()}
+
+    drawn = ([("frame", frames)] if frames is not None else []) + list(rows.items())
+    fig, axes = plt.subplots(len(drawn), len(steps), figsize=(1.75 * len(steps) + 1.6, 1.75 * len(drawn) + 0.4),
+                             squeeze=False)
+    for r, (name, data) in enumerate(drawn):
+        shown = data[steps]
+        if name == "frame":
+            cmap, lo, hi = "gray", 0.0, 1.0
+        elif ranges and name in ranges:
+            (lo, hi), cmap = ranges[name], "viridis"
+        else:
+            cmap, lo, hi = _row_scale(shown)
+        for c, (step, label) in enumerate(zip(steps, labels)):
+            ax = axes[r, c]
+            image = ax.imshow(shown[c], cmap=cmap, vmin=lo, vmax=hi)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"step {step}" + (f"\n{label}" if label else ""), fontsize=8)
+                if step in keyed:
+                    h, w = shown[c].shape
+                    ax.add_patch(Rectangle((-0.5, -0.5), w, h, fill=False, lw=4, ec=KEYFRAME_COLORS[keyed[step]]))
+            if c == 0:
+                ax.set_ylabel(name, fontsize=9)
+        # every row gets its bar (the frames' grey scale too), so all rows keep the same width
+        fig.colorbar(image, ax=list(axes[r]), fraction=0.02, pad=0.01).ax.tick_params(labelsize=6)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig

@@ -410,6 +410,14 @@ class AttentionExplorer:
                 picture[[top, bottom], :] = (0, 255, 0)
                 picture[top:bottom + 1, [0, -1]] = (0, 255, 0)
             return np.concatenate([frame, picture, bar], axis=1)
+        if kind.kind == "matrix":  # step-to-step weights, the row of this frame's step outlined
+            matrix = maps.maps[name]
+            picture = _resize(colour_map_array(matrix, (lo, hi), cmap), height, height, smooth=False).copy()
+            if step is not None:
+                top, bottom = step * height // matrix.shape[0], (step + 1) * height // matrix.shape[0] - 1
+                picture[[top, bottom], :] = (0, 255, 0)
+                picture[top:bottom + 1, [0, -1]] = (0, 255, 0)
+            return np.concatenate([frame, picture, bar], axis=1)
         if kind.kind == "curve":
             plot = self._curve_plot(model, name, height)
             curve = plot.with_marker(step if step is not None else maps.n_steps - 0.5, (220, 30, 30))

@@ -21,10 +21,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
 
 from xcalab.probes.long_term import region_means
 from xcalab.runtime import as_array
+from xcalab.viz.common import map_grid
 from xcalab.viz.palette import KEYFRAME_COLORS
 
 #: What the rows of a gate trace are, in drawing order, and how each is drawn (label, colour map, scale).
@@ -130,63 +130,6 @@ def plot_convlstm_gates(trace: Mapping[str, np.ndarray], pixel: tuple[int, int] 
 # --------------------------------------------------------------------------------------------------
 
 
-def _row_scale(data: np.ndarray) -> tuple[str, float, float]:
-    """(colour map, vmin, vmax) shared by one row: signed data centred on 0, else min..max of the row."""
-    lo, hi = float(np.nanmin(data)), float(np.nanmax(data))
-    if lo < 0 < hi:
-        m = max(-lo, hi)
-        return "RdBu_r", -m, m
-    if hi - lo < 1e-12:
-        hi = lo + 1e-6
-    return "magma", lo, hi
-
-
-def _map_grid(rows: Mapping[str, np.ndarray], steps: Sequence[int], labels: Sequence[str] | None,
-              frames, keyframe_steps: Mapping[str, int] | None, title: str | None) -> Figure:
-    """The shared grid: an optional frame row, then one row per map; one column per step."""
-    if not rows:
-        raise ValueError("give at least one map")
-    rows = {name: as_array(data, 3, f"map {name!r}", "(T, S, S) maps") for name, data in rows.items()}
-    lengths = {len(a) for a in rows.values()}
-    if frames is not None:
-        frames = as_array(frames, 3, "frames", "(T, S, S) maps")
-        lengths.add(len(frames))
-    if len(lengths) != 1:
-        raise ValueError(f"frames and maps must have one length T (steps), got {sorted(lengths)}")
-    n = lengths.pop()
-    steps = [int(s) for s in steps]
-    if not steps or min(steps) < 0 or max(steps) >= n:
-        raise ValueError(f"steps must be in 0..{n - 1}, got {steps}")
-    labels = [""] * len(steps) if labels is None else list(labels)
-    if len(labels) != len(steps):
-        raise ValueError(f"need one label per step ({len(steps)}), got {len(labels)}")
-    keyed = {int(s): name for name, s in (keyframe_steps or {}).items()}
-
-    drawn = ([("frame", frames)] if frames is not None else []) + list(rows.items())
-    fig, axes = plt.subplots(len(drawn), len(steps), figsize=(1.75 * len(steps) + 1.6, 1.75 * len(drawn) + 0.4),
-                             squeeze=False)
-    for r, (name, data) in enumerate(drawn):
-        shown = data[steps]
-        cmap, lo, hi = ("gray", 0.0, 1.0) if name == "frame" else _row_scale(shown)
-        for c, (step, label) in enumerate(zip(steps, labels)):
-            ax = axes[r, c]
-            image = ax.imshow(shown[c], cmap=cmap, vmin=lo, vmax=hi)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if r == 0:
-                ax.set_title(f"step {step}" + (f"\n{label}" if label else ""), fontsize=8)
-                if step in keyed:
-                    h, w = shown[c].shape
-                    ax.add_patch(Rectangle((-0.5, -0.5), w, h, fill=False, lw=4, ec=KEYFRAME_COLORS[keyed[step]]))
-            if c == 0:
-                ax.set_ylabel(name, fontsize=9)
-        # every row gets its bar (the frames' grey scale too), so all rows keep the same width
-        fig.colorbar(image, ax=list(axes[r]), fraction=0.02, pad=0.01).ax.tick_params(labelsize=6)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    return fig
-
-
 def plot_long_term_maps(frames, maps: Mapping[str, np.ndarray], steps: Sequence[int],
                         labels: Sequence[str] | None = None, keyframe_steps: Mapping[str, int] | None = None,
                         title: str | None = None) -> Figure:
@@ -199,7 +142,7 @@ def plot_long_term_maps(frames, maps: Mapping[str, np.ndarray], steps: Sequence[
     Each row has one colour scale over the drawn steps (its colour bar on the right), so rows compare over
     time; a row with negative and positive values is drawn blue-white-red around 0.
     """
-    return _map_grid(maps, steps, labels, frames, keyframe_steps, title)
+    return map_grid(maps, steps, labels, frames, keyframe_steps, title)
 
 
 def plot_attention_modes(maps_by_mode: Mapping[str, np.ndarray], steps: Sequence[int],
@@ -211,7 +154,7 @@ def plot_attention_modes(maps_by_mode: Mapping[str, np.ndarray], steps: Sequence
     """
     rows = {(f"{mode}: {MODE_FORMULAS[mode]}" if mode in MODE_FORMULAS else mode): a
             for mode, a in maps_by_mode.items()}
-    return _map_grid(rows, steps, labels, frames, None, title)
+    return map_grid(rows, steps, labels, frames, None, title)
 
 
 # --------------------------------------------------------------------------------------------------

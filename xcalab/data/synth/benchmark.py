@@ -111,7 +111,13 @@ def read_sequence_npz(path: str | Path) -> Cine:
     return Cine(frames, fps, video_id=path.stem, meta=meta, truth=truth)
 
 
-def _summary_npz(path: Path) -> dict[str, Any]:
+def read_phases(path: str | Path) -> np.ndarray:
+    """The phase of every frame of a built cine, int8 [N] (0 pre-contrast .. 4 after), without its frames."""
+    with np.load(path, allow_pickle=False) as z:
+        return z["phases"].astype(np.int8)
+
+
+def read_summary(path: Path) -> dict[str, Any]:
     """What annotations.json needs from a built sequence, read without loading its frames (a scenario cine
     adds "status" and "keyframes_present" from its meta_json)."""
     with np.load(path, allow_pickle=False) as z:
@@ -125,7 +131,7 @@ def _summary_npz(path: Path) -> dict[str, Any]:
 
 
 def annotation_from_summary(video_id: str, summary: dict[str, Any], subset: str, setting: int):
-    """The ``VideoAnnotation`` of a built cine from its ``_summary_npz``: the two actions of its keyframes,
+    """The ``VideoAnnotation`` of a built cine from its ``read_summary``: the two actions of its keyframes,
     with status and presence for a scenario cine; none for a cine without contrast."""
     from xcalab.data.annotations import VideoAnnotation
 
@@ -253,7 +259,7 @@ def build_one(root: str, job: dict[str, Any], dicom: bool) -> dict[str, Any]:
         write_sequence_npz(seq, npz)
     elif dicom and not dcm.exists():
         _write_dicom(read_sequence_npz(npz), dcm)
-    return {"index": job["index"], **_summary_npz(npz)}
+    return {"index": job["index"], **read_summary(npz)}
 
 
 def _write_dicom(seq: Cine, path: Path) -> None:
@@ -378,7 +384,7 @@ def _check_or_write_info(root: Path, info: dict[str, Any]) -> None:
 def _write_annotations(root: Path, jobs: list[dict[str, Any]], setting: int) -> Path:
     from xcalab.data.annotations import write_annotations
 
-    videos = [annotation_from_summary(job["video_id"], _summary_npz(_paths(root, job)[0]), job["subset"], setting)
+    videos = [annotation_from_summary(job["video_id"], read_summary(_paths(root, job)[0]), job["subset"], setting)
               for job in jobs]
     return write_annotations(root / "annotations.json", videos)
 
