@@ -367,8 +367,8 @@ _SYNTH = {
 # The detector: the paper's sizes for "paper"; narrower and shorter for a CPU. Which switches are on is the
 # same in every preset (the full STA-IPCon); ablations change them with ``ModelConfig.ablation``.
 _MODEL = {
-    "smoke": ModelConfig(channels=32, n_heads=2, contrast_hidden=64, contrast_dim=32, drop_path=0.0),
-    "teach": ModelConfig(channels=128, n_heads=4, contrast_hidden=256, contrast_dim=64),
+    "smoke": ModelConfig(channels=32, n_heads=2, contrast_hidden=64, contrast_dim=32, drop_path=0.0, gaf_hidden=32),
+    "teach": ModelConfig(channels=128, n_heads=4, contrast_hidden=256, contrast_dim=64, gaf_hidden=128),
     "paper": ModelConfig(),
 }
 _TRAIN = {

@@ -186,3 +186,34 @@ def test_static_fallback_figure(explorer):
     assert images[3].images[1].get_clim() == (-1.0, 1.0)
     with pytest.raises(ValueError, match="not a step map"):
         plot_sequence_maps(maps, ["transformer/level0.block0"], [0])
+
+
+def test_the_other_papers_maps_need_no_explorer_code_of_their_own(teach_locator, small_cine):
+    """An (untrained) teach-shape detector with GAF, TSA + TPP and the phase recogniser on: the explorer lists and
+    draws every map they capture, by kind alone -- TSA's (T, T) matrices with the current step's row outlined."""
+    import torch
+
+    from xcalab.locator import locator_for_model
+    from xcalab.models.detector import KeyframeDetector
+
+    cfg = teach_locator.cfg
+    cfg = cfg.replace(model=dataclasses.replace(cfg.model, generative_attention=True, refinement=True,
+                                                phase_attention=True))
+    torch.manual_seed(0)
+    locator = locator_for_model(KeyframeDetector(cfg.model), cfg, "untrained, every module")
+    explorer = AttentionExplorer({"small": small_cine}, {"all": locator}, height=64)
+    modules = set(explorer.module.options)
+    assert {"GAF.lambda", "GAF.reconstruction", "TSA.fused", "TSA.agreement", "TPP.actionness", "phase.peaks",
+            "phase.discriminative", "P(apex plateau)"} <= modules
+    maps = explorer.maps_for("all")
+    assert maps.kinds["TSA.fused"].kind == "matrix" and maps.maps["TSA.fused"].shape == (maps.n_steps, maps.n_steps)
+    pictures = {}
+    for step in (1, 4):
+        explorer.frame.value = maps.frames_of_step(step)[0]
+        explorer.module.value = "TSA.fused"
+        pictures[step] = _pixels(explorer.image.value)
+        assert (pictures[step] == (0, 255, 0)).all(axis=-1).any()  # the outlined row
+    assert not np.array_equal(pictures[1], pictures[4])  # the outline follows the step
+    for module in modules:
+        explorer.module.value = module
+        assert explorer.image.value[:8] == PNG, module
