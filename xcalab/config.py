@@ -348,11 +348,24 @@ class Config:
         equal identities train the same weights (on the CPU). The device, the paths, what notebooks display,
         the preset's name and the simulator's size are not part of it (the features are)."""
         values = config_to_dict(self)
-        return {k: values[k] for k in TRAINING_FIELDS}
+        identity = {k: values[k] for k in TRAINING_FIELDS}
+        for switch, settings in MODULE_SETTINGS.items():  # a module that is off trains nothing: its settings are moot
+            if not values["model"][switch]:
+                for section, name in settings:
+                    del identity[section][name]
+        return identity
 
 
 #: The sections of ``Config`` that identify a trained model (``Config.training_identity``).
 TRAINING_FIELDS = ("seed", "setting", "features", "model", "train")
+#: The settings of the other seed papers' modules, by the switch that turns the module on: part of a run's
+#: identity only when it is on (a run without GAF does not depend on GAF's width).
+MODULE_SETTINGS = {
+    "generative_attention": (("model", "gaf_hidden"), ("train", "gaf_background_weight"),
+                             ("train", "gaf_recon_weight"), ("train", "gaf_cvae_lr")),
+    "refinement": (("train", "refinement_weight"),),
+    "phase_attention": (("train", "phase_weight"),),
+}
 
 
 # The paper: 260 clinical cines of 31-379 frames, split 136/60/64, reshaped to 512 x 512 (Sec. IV-A).

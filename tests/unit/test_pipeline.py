@@ -395,7 +395,8 @@ def test_shipped_weights_come_first_with_the_default_folder(trained, tmp_path, m
     assert not shipped_detector_path(VARIANT, "smoke", 1).exists()
 
 
-def test_the_shipped_teach_detector_is_the_teach_preset():
+@pytest.mark.parametrize("variant", ["STA-IPCon", "ActionFormer", "ActionFormer+GAF", "ActionFormer+TSA", "Phase attention"])
+def test_the_shipped_teach_detector_is_the_teach_preset(variant):
     # If the teach preset (or a model default) changes, the shipped weights no longer match and notebooks
     # would silently retrain for minutes: re-export them (data/weights/README.md gives the commands).
     import json
@@ -404,9 +405,9 @@ def test_the_shipped_teach_detector_is_the_teach_preset():
     from xcalab.models.detector import load_detector, read_checkpoint
     from xcalab.pipeline import _same_training, shipped_detector_path, variant_config
 
-    path = shipped_detector_path("STA-IPCon")
+    path = shipped_detector_path(variant)
     model, saved = load_detector(path)
-    assert _same_training(saved, variant_config(get_preset("teach"), "STA-IPCon"))
+    assert _same_training(saved, variant_config(get_preset("teach"), variant))
     meta = json.loads(read_checkpoint(path)["meta"])
     assert [h["epoch"] for h in meta["history"]] == list(range(saved.train.epochs))
     assert meta["test"]["average_map"] > 0.5 and meta["test"]["ad"] < 10

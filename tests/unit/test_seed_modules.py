@@ -192,3 +192,12 @@ def test_a_smoke_model_with_the_module_overfits_four_cines(name, tmp_path):
         assert prediction.keyframes is not None, prediction.missing
         error = max(abs(p - t) for p, t in zip(prediction.keyframes, video.keyframes))
         assert error <= STRIDE, (name, video.video_id, prediction.keyframes, video.keyframes)
+
+
+def test_a_modules_settings_identify_a_run_only_when_it_is_on():
+    other = {"model": {"gaf_hidden": 7}, "train": {"gaf_cvae_lr": 0.5, "refinement_weight": 3.0, "phase_weight": 2.0}}
+    assert SMOKE.training_identity() == apply_overrides(SMOKE, other).training_identity()
+    assert "gaf_hidden" not in SMOKE.training_identity()["model"]
+    for name in SWITCHES:
+        on = apply_overrides(SMOKE, {"model": SWITCHES[name]})
+        assert on.training_identity() != apply_overrides(on, other).training_identity(), name

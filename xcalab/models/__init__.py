@@ -6,6 +6,15 @@
                    patchwise projection (Sec. III-F)
 - ``short_term``   temporal-conv embedding and the local-attention transformer pyramid (eqs. 7-8)
 - ``heads``        classification and boundary-regression heads (Sec. III-G)
+- ``maps``         ``MapKind``: what every captured attention map is (its kind and value range)
+- ``detector``     the keyframe detector that puts them together, every ablation a switch
+
+and the other seed papers' modules, each a switch of the detector:
+
+- ``generative_attention``       GAF: the frame attention lambda and its conditional VAE (seed 002)
+- ``self_attention_refinement``  TSA + TPP: attention refined by class agreement and interval overlap (seed 003)
+- ``sparse_spatial_attention``   class-peak sparse spatial attention and a temporal CNN: the contrast-phase
+                                 recogniser (seed 004)
 
 Shapes: features are (B, 4096, T), one row-major 64 x 64 map per step; masks are (B, T) bool with
 True at valid steps (videos are left-aligned and right-padded).
@@ -22,8 +31,11 @@ from xcalab.models.contrastive import (
     soft_nearest_neighbour_loss,
 )
 from xcalab.models.convlstm import ConvLSTM, ConvLSTMCell
+from xcalab.models.generative_attention import ConditionalVAE, FrameAttention, GenerativeAttention
 from xcalab.models.heads import ClassificationHead, RegressionHead, Scale
 from xcalab.models.long_term import LongTermAttention, LongTermOutput, SpatialAttention
+from xcalab.models.maps import UNIT_RANGE, MapKind
+from xcalab.models.self_attention_refinement import SelfAttentionRefinement, TemporalPyramidPooling
 from xcalab.models.short_term import (
     AffineDropPath,
     ChannelLayerNorm,
@@ -35,26 +47,36 @@ from xcalab.models.short_term import (
     TransformerPyramid,
     local_attention,
 )
+from xcalab.models.sparse_spatial_attention import PhaseRecogniser, TemporalAttentionCNN
 
 __all__ = [
+    "UNIT_RANGE",
     "AffineDropPath",
     "ChannelLayerNorm",
     "ClassificationHead",
     "ContrastOutput",
     "ConvLSTM",
     "ConvLSTMCell",
+    "ConditionalVAE",
+    "FrameAttention",
+    "GenerativeAttention",
     "ImagewiseContrast",
     "LocalMultiHeadAttention",
     "LongTermAttention",
     "LongTermOutput",
+    "MapKind",
     "MaskedConv1d",
     "PatchwiseOutput",
     "PatchwiseProjection",
+    "PhaseRecogniser",
     "PyramidOutput",
     "RegressionHead",
     "Scale",
+    "SelfAttentionRefinement",
     "SpatialAttention",
+    "TemporalAttentionCNN",
     "TemporalConvEmbedding",
+    "TemporalPyramidPooling",
     "TransformerBlock",
     "TransformerPyramid",
     "foreground_background",
