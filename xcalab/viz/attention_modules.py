@@ -23,22 +23,11 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 
 from xcalab.data.phases import PHASE_NAMES
 from xcalab.runtime import as_array
-from xcalab.viz.common import map_grid
-from xcalab.viz.palette import KEYFRAME_COLORS, PHASE_COLORS, PHASE_LINE_COLORS
-
-
-def _shade_phases(ax, phases: np.ndarray) -> None:
-    """Shade the steps of each true phase in its palette colour (one span per run of equal phases)."""
-    start = 0
-    for t in range(1, len(phases) + 1):
-        if t == len(phases) or phases[t] != phases[start]:
-            if 0 <= phases[start] < len(PHASE_COLORS):
-                ax.axvspan(start - 0.5, t - 0.5, color=PHASE_COLORS[int(phases[start])], lw=0, zorder=0)
-            start = t
+from xcalab.viz.common import map_grid, shade_phases
+from xcalab.viz.palette import KEYFRAME_COLORS, PHASE_LINE_COLORS
 
 
 def _mark_keyframes(ax, keyframe_steps: Mapping[str, float] | None) -> None:
@@ -67,7 +56,7 @@ def plot_curves_over_phases(curves: Mapping[str, np.ndarray], phases=None,
         raise ValueError(f"curves and phases must have one length T (steps), got {sorted(lengths)}")
     fig, ax = plt.subplots(figsize=(8, 2.6))
     if phases is not None:
-        _shade_phases(ax, phases)
+        shade_phases(ax, phases, prefix="true: ")
     colours = {f"P({name})": PHASE_LINE_COLORS[i] for i, name in enumerate(PHASE_NAMES)}
     for name, values in curves.items():
         ax.plot(np.arange(len(values)), values, marker=".", ms=3, lw=1.4, label=name, color=colours.get(name))
@@ -77,11 +66,7 @@ def plot_curves_over_phases(curves: Mapping[str, np.ndarray], phases=None,
     ax.set_xlim(-0.5, lengths.pop() - 0.5)
     ax.set_xlabel("feature step")
     ax.set_ylabel(ylabel)
-    handles, _ = ax.get_legend_handles_labels()
-    if phases is not None:  # a legend entry per shaded phase that occurs
-        handles += [Patch(color=PHASE_COLORS[i], label=f"true: {PHASE_NAMES[i]}")
-                    for i in sorted(set(phases.tolist())) if 0 <= i < len(PHASE_NAMES)]
-    ax.legend(handles=handles, fontsize=7, ncol=4, loc="lower left", bbox_to_anchor=(0.0, 1.02), borderaxespad=0.0)
+    ax.legend(fontsize=7, ncol=4, loc="lower left", bbox_to_anchor=(0.0, 1.02), borderaxespad=0.0)
     if title:
         fig.suptitle(title, fontsize=10, y=1.12)
     fig.tight_layout()

@@ -10,8 +10,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from xcalab.data.phases import PHASE_NAMES
 from xcalab.runtime import as_array
-from xcalab.viz.palette import KEYFRAME_COLORS
+from xcalab.viz.palette import KEYFRAME_COLORS, PHASE_COLORS
 
 
 def figure_and_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
@@ -41,6 +42,26 @@ def _row_scale(data: np.ndarray) -> tuple[str, float, float]:
     if hi - lo < 1e-12:
         hi = lo + 1e-6
     return "magma", lo, hi
+
+
+def shade_phases(ax: Axes, phases: np.ndarray, t: np.ndarray | None = None, prefix: str = "") -> None:
+    """Shade each run of equal contrast phases in the phase's palette colour, behind everything else.
+
+    phases  (N,) phase labels (``xcalab.data.phases``); t (N,) their positions on the x axis (default 0 .. N - 1).
+    Each phase is labelled once (``prefix`` + its name), so a legend lists the phases that occur.
+    """
+    phases = np.asarray(phases).astype(int)
+    t = np.arange(len(phases), dtype=float) if t is None else np.asarray(t, dtype=float)
+    edges = np.concatenate([[0], np.nonzero(np.diff(phases))[0] + 1, [len(phases)]])
+    dt = (t[1] - t[0]) if len(t) > 1 else 1.0
+    seen = set()
+    for a, b in zip(edges[:-1], edges[1:]):
+        ph = int(phases[a])
+        if not 0 <= ph < len(PHASE_COLORS):  # an unlabelled step
+            continue
+        ax.axvspan(t[a] - dt / 2, t[b - 1] + dt / 2, color=PHASE_COLORS[ph], lw=0,
+                   label=prefix + PHASE_NAMES[ph] if ph not in seen else None, zorder=0)
+        seen.add(ph)
 
 
 def map_grid(rows: Mapping[str, np.ndarray], steps: Sequence[int], labels: Sequence[str] | None = None,

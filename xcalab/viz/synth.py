@@ -20,10 +20,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from xcalab.data.io import Cine
-from xcalab.viz.common import figure_and_axes
-from xcalab.viz.palette import KEYFRAME_COLORS, PHASE_COLORS
-
-PHASE_NAMES = ("pre-contrast", "filling", "apex plateau", "washout", "after")
+from xcalab.data.phases import PHASE_NAMES
+from xcalab.viz.common import figure_and_axes, shade_phases
+from xcalab.viz.palette import KEYFRAME_COLORS
 
 
 def _params(source):
@@ -109,17 +108,6 @@ def plot_tree(params) -> Figure:
 # --------------------------------------------------------------------------------------------------
 
 
-def _shade_phases(ax: Axes, phases: np.ndarray, t: np.ndarray) -> None:
-    edges = np.concatenate([[0], np.nonzero(np.diff(phases))[0] + 1, [len(phases)]])
-    dt = (t[1] - t[0]) if len(t) > 1 else 1.0
-    seen = set()
-    for a, b in zip(edges[:-1], edges[1:]):
-        ph = int(phases[a])
-        ax.axvspan(t[a] - dt / 2, t[b - 1] + dt / 2, color=PHASE_COLORS[ph], lw=0,
-                   label=PHASE_NAMES[ph] if ph not in seen else None, zorder=0)
-        seen.add(ph)
-
-
 def plot_contrast_curves(seq: Cine, ax: Axes | None = None, seconds: bool = True) -> Figure:
     """Iodine mass (the keyframe curve), opacified area, injection and blush over time, each scaled to peak 1;
     the phases shaded, the keyframes drawn, and the rule's thresholds dotted."""
@@ -128,7 +116,7 @@ def plot_contrast_curves(seq: Cine, ax: Axes | None = None, seconds: bool = True
     n = seq.n_frames
     t = np.arange(n) / seq.fps if seconds else np.arange(n)
     fig, ax = figure_and_axes(ax, (8, 3.2))
-    _shade_phases(ax, seq.truth.phases, t)
+    shade_phases(ax, seq.truth.phases, t)
     for key, style, label in (("iodine_mass_mg", "-", "iodine mass (keyframe curve)"),
                               ("opacified_area_px", "--", "opacified area"),
                               ("injection", ":", "injection at the ostium"),
