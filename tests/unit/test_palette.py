@@ -18,9 +18,9 @@ def test_no_viz_module_defines_its_own_colours():
 
 
 def test_modules_share_the_palette_objects():
-    from xcalab.viz import sequences, synth, training
+    from xcalab.viz import common, sequences, synth, training
 
     assert sequences.KEYFRAME_COLORS is palette.KEYFRAME_COLORS is synth.KEYFRAME_COLORS
-    assert sequences.ACTION_COLORS is palette.ACTION_COLORS and synth.PHASE_COLORS is palette.PHASE_COLORS
+    assert sequences.ACTION_COLORS is palette.ACTION_COLORS and common.PHASE_COLORS is palette.PHASE_COLORS  # common shades the phases
     assert training.ACTION_COLOURS_BY_LABEL == tuple(palette.ACTION_COLORS[name] for name in LABELS[0])  # setting 0
     assert len(set(palette.KEYFRAME_COLORS.values())) == 3 and len(palette.PHASE_COLORS) == 5
