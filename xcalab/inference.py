@@ -173,6 +173,29 @@ def predict(
     return predictions
 
 
+@torch.no_grad()
+def predict_phases(model: KeyframeDetector, dataset: FeatureDataset) -> list[np.ndarray]:
+    """The contrast phase of every step of every video of ``dataset``, from the detector's phase recogniser.
+
+    model    a detector built with ``phase_attention`` (``xcalab.models.sparse_spatial_attention``)
+    Returns one (T,) int64 array per video, in data-set order: the argmax of the fused phase probabilities
+    (labels of ``xcalab.data.phases.PHASE_NAMES``). Whole videos, one at a time, in eval mode.
+    """
+    if getattr(model, "phase", None) is None:
+        raise ValueError("this detector has no phase recogniser: build it with model.phase_attention=True")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    phases = []
+    for i in range(len(dataset)):
+        batch = collate([dataset.video(i)]).to(device)
+        with device_autocast(device):
+            out = model(batch.features, batch.mask).phases  # the full forward: GAF, if on, comes first
+        phases.append(out.probabilities[0].float().argmax(dim=0).cpu().numpy())
+    model.train(was_training)
+    return phases
+
+
 def evaluate(
     model: KeyframeDetector,
     dataset: FeatureDataset,

@@ -60,6 +60,7 @@ from xcalab.data.annotations import (
     Keyframes,
     actions_to_keyframes,
     check_setting,
+    keyframes_to_actions,
 )
 from xcalab.metrics import Detection, top1_per_class
 
@@ -457,6 +458,26 @@ def decode_video(
     ordered = None if keyframes is None else bool(keyframes.start <= keyframes.apex <= keyframes.end)
     return VideoPrediction(
         video_id, seconds, scores, labels, tuple(label_names), tuple(top1), keyframes, ordered, missing, setting, float(fps)
+    )
+
+
+def prediction_from_keyframes(video_id: str, keyframes: Sequence[float], fps: float, setting: int = 0,
+                              score: float = 1.0) -> VideoPrediction:
+    """A prediction of one segment per class, made from keyframes instead of from a detector's heads.
+
+    For methods that find keyframes some other way (``xcalab.data.phases.keyframes_from_phases``): their
+    keyframes become the problem setting's two actions (``keyframes_to_actions``), each with ``score``, so
+    that they are scored exactly like the detector's top-1 segments.
+
+    keyframes  (start, apex, end) frame coordinates, 0 <= start <= apex <= end
+    """
+    label_names = LABELS[setting]
+    actions = keyframes_to_actions(keyframes, fps, setting)
+    top1 = tuple(Detection(video_id, a.label_id, *a.segment, float(score)) for a in actions)
+    return VideoPrediction(
+        video_id, torch.tensor([a.segment for a in actions], dtype=torch.float32),
+        torch.full((len(actions),), float(score)), torch.tensor([a.label_id for a in actions]),
+        tuple(label_names), top1, top1_keyframes(top1, fps, setting), True, {}, setting, float(fps),
     )
 
 

@@ -4,6 +4,10 @@ Usage::
 
     xcalab reproduce --table IV [--preset teach] [--seeds 3] [--workers 2] [--out figures/tables]
 
+``--table seeds`` is xcalab's own table: the other three seed papers' modules (GAF, TSA+TPP, the phase
+recogniser's class-peak attention) beside ActionFormer and STA-IPCon, with two baselines for the phase
+recogniser (keyframes read off its phase changes, and a constant majority phase).
+
 Each row of a table is a detector variant (``xcalab.pipeline.VARIANTS``), sometimes with other features
 (Table VI), another problem setting (Table VIII) or another PCon patch (Table VII). For every row and
 training seed 0..N-1 the command trains the variant on the preset's XCA-Synth training split (model
@@ -64,6 +68,12 @@ class Row:
     stride      feature stride (None: the preset's)
     setting     problem setting (0, 1, 2)
     patch       Table VII: None trains; k >= 1 re-evaluates the row-0 model with another PCon patch draw
+    readout     None: the detector's keyframes. "phases": keyframes read off the per-step phases of the
+                variant's phase recogniser (``keyframes_from_phases``; the same trained model as the
+                variant's own row); "majority": off a constant phase, the training split's most frequent
+                (nothing is trained)
+    better_of   variants of earlier rows: the row becomes ``variant`` + the module ("+GAF", "+TSA") of the
+                one with the higher mean mAP, decided once those rows are done
     """
 
     label: str
@@ -72,6 +82,17 @@ class Row:
     stride: int | None = None
     setting: int = 0
     patch: int | None = None
+    readout: str | None = None
+    better_of: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.readout not in (None, "phases", "majority"):
+            raise ValueError(f'readout must be None, "phases" or "majority", got {self.readout!r}')
+
+    @property
+    def later(self) -> bool:
+        """Does the row wait for other rows (their models or their scores)?"""
+        return self.patch is not None or self.readout is not None or bool(self.better_of)
 
     def key(self) -> str:
         from xcalab.pipeline import variant_slug
@@ -85,7 +106,30 @@ class Row:
             parts.append(f"setting{self.setting}")
         if self.patch is not None:
             parts.append(f"patch{self.patch}")
+        if self.readout is not None:
+            parts.append(self.readout)
+        if self.better_of:
+            parts.append("better")
         return "-".join(parts)
+
+
+def resolve_better(row: Row, mean_map: dict[str, float]) -> Row:
+    """A ``better_of`` row made concrete: ``row.variant`` + the module of the variant with the highest mean
+    mAP in ``mean_map`` (variant -> mean mAP over seeds; on a tie the first listed)."""
+    if not row.better_of:
+        return row
+    from xcalab.pipeline import check_variant
+
+    if any("+" not in v for v in row.better_of):
+        raise ValueError(f"row {row.label!r}: every better_of variant must be a detector + a module, got {row.better_of}")
+    missing = [v for v in row.better_of if v not in mean_map]
+    if missing:
+        raise ValueError(f"row {row.label!r} needs the scores of {', '.join(missing)} first")
+    best = max(row.better_of, key=lambda v: (mean_map[v], -row.better_of.index(v)))
+    module = best.split("+", 1)[1]
+    variant = f"{row.variant}+{module}"
+    check_variant(variant)
+    return replace(row, label=f"{row.variant} + {module} (the better module)", variant=variant, better_of=())
 
 
 @dataclass(frozen=True)
@@ -95,6 +139,7 @@ class Table:
     rows: tuple[Row, ...]
     notes: tuple[str, ...] = ()
     keyframes_only: bool = False  # Table VIII reports P/R/F and AD only
+    pr_row: int = -1  # the row whose precision-recall curves are drawn (seed 0)
 
 
 _AF = "ActionFormer"
@@ -125,6 +170,24 @@ TABLES: dict[str, Table] = {
                "nor the reference code defines MBR (the released code regresses one boundary pair per point), "
                "so there is nothing to implement faithfully.",),
         keyframes_only=True),
+    # Not a table of the seed paper: the other three seed papers' modules against STA-IPCon (issue 14).
+    "seeds": Table("seeds", "The four seed papers' attention modules side by side", (
+        Row("ActionFormer", _AF), Row("STA-IPCon", _OURS),
+        Row("ActionFormer + GAF", "ActionFormer+GAF"), Row("ActionFormer + TSA+TPP", "ActionFormer+TSA"),
+        Row("STA-IPCon + the better module", _OURS, better_of=("ActionFormer+GAF", "ActionFormer+TSA")),
+        Row("Phase attention", "Phase attention"),
+        Row("Keyframes from the recogniser's phase changes", "Phase attention", readout="phases"),
+        Row("Majority phase", "Phase attention", readout="majority")),
+        notes=("Phase attention: the phase recogniser (seed paper 004's class-peak sparse attention, on each "
+               "step's 64 x 64 map) gates the features with its discriminative attention and adds its five phase "
+               "probabilities to the embedding's input; it trains jointly with the detector on the training "
+               "cines, so no phase probability comes from a model that saw the cine's labels otherwise.",
+               "The two baselines read keyframes straight off per-step phases (xcalab.data.phases."
+               "keyframes_from_phases): those of the phase-attention row's recogniser (the same trained "
+               "models), and a constant phase, the training split's most frequent, which needs no training.",
+               "STA-IPCon + the better module adds whichever of GAF and TSA+TPP has the higher mean mAP on "
+               "the plain detector in this table."),
+        pr_row=4),
 }
 
 #: The seed paper's numbers (AP@0.3..0.7 and mAP in %, P, R, F, AD in frames), for the side-by-side columns.
@@ -183,14 +246,17 @@ def run_one(cfg: Config, row: Row, seed: int, data_seed: int = 0, threads: int |
     import torch
 
     from xcalab.evaluation import evaluate_files, write_predictions
-    from xcalab.inference import predict
+    from xcalab.inference import predict, predict_phases
+    from xcalab.models.sparse_spatial_attention import majority_phase
     from xcalab.pipeline import load_or_train_detector, prepare_features
 
     if threads:
         torch.set_num_threads(threads)
-    base = replace(row, patch=None)  # Table VII re-evaluates the model of its first row
+    if row.better_of:
+        raise ValueError(f"row {row.label!r} is not resolved yet (resolve_better)")
+    base = replace(row, patch=None, readout=None)  # Table VII and the readouts reuse the variant's model
     tcfg = row_config(cfg, base, seed)
-    trained_with = tcfg.training_identity()
+    trained_with = tcfg.training_identity() if row.readout != "majority" else "nothing (a constant phase)"
     out = cache_dir(cfg) / f"{row.key()}-data{data_seed}-seed{seed}"
     done = out / "scores.json"
     if done.is_file():
@@ -205,11 +271,20 @@ def run_one(cfg: Config, row: Row, seed: int, data_seed: int = 0, threads: int |
     default = (row.source == "learned" and row.stride in (None, cfg.features.stride) and row.setting == 0
                and data_seed == 0)
     run_dir = None if default else Path(cfg.data_dir) / "runs" / f"{cfg.name}-{base.key()}-data{data_seed}-seed{seed}"
-    trained = load_or_train_detector(tcfg, row.variant, data, progress=progress, run_dir=run_dir)
-
-    # The PCon patch of a prediction is drawn from (cfg.seed, the video ids): another seed, another patch.
-    eval_cfg = trained.cfg if row.patch is None else trained.cfg.replace(seed=trained.cfg.seed + 1000 * row.patch)
-    predictions = predict(trained.model, data.dataset("test"), eval_cfg)
+    test = data.dataset("test")
+    trained = None
+    if row.readout == "majority":
+        train = data.dataset("train")
+        predictions = phase_predictions(test, majority_phase([train.video(i).phases for i in range(len(train))]),
+                                        row.setting)
+    else:
+        trained = load_or_train_detector(tcfg, row.variant, data, progress=progress, run_dir=run_dir)
+        if row.readout == "phases":
+            predictions = phase_predictions(test, predict_phases(trained.model, test), row.setting)
+        else:
+            # The PCon patch of a prediction is drawn from (cfg.seed, the video ids): another seed, another patch.
+            eval_cfg = trained.cfg if row.patch is None else trained.cfg.replace(seed=trained.cfg.seed + 1000 * row.patch)
+            predictions = predict(trained.model, test, eval_cfg)
     out.mkdir(parents=True, exist_ok=True)
     pred_path = write_predictions(out / "predictions.json", predictions)
     scores = {
@@ -224,12 +299,33 @@ def run_one(cfg: Config, row: Row, seed: int, data_seed: int = 0, threads: int |
         for p in predictions if p.keyframes is not None and data.annotations[p.video_id].keyframes
     }
     scores["seconds"] = time.perf_counter() - started
-    scores["train_epochs"] = len(trained.history)
+    scores["train_epochs"] = len(trained.history) if trained else 0
     scores["trained_with"] = trained_with
-    scores["origin"] = trained.origin
+    scores["origin"] = trained.origin if trained else "none"
     with atomic_path(done) as tmp:
         tmp.write_text(json.dumps(scores, indent=1, default=str))
     return scores
+
+
+def phase_predictions(dataset, phases, setting: int = 0) -> list:
+    """One prediction per video of ``dataset`` from per-step phases: keyframes read off the phase changes
+    (``keyframes_from_phases``), the two actions made from them with score 1.
+
+    phases  one (T,) int array per video (a recogniser's), or one int: the same phase at every step
+    """
+    from xcalab.data.phases import keyframes_from_phases
+    from xcalab.postprocess import prediction_from_keyframes
+
+    predictions = []
+    for i in range(len(dataset)):
+        video = dataset.video(i)
+        n_steps = video.features.shape[1]
+        steps = np.full(n_steps, phases) if isinstance(phases, (int, np.integer)) else np.asarray(phases[i])
+        if len(steps) != n_steps:
+            raise ValueError(f"{video.video_id}: {len(steps)} phases for {n_steps} feature steps")
+        keyframes = keyframes_from_phases(steps, round(video.duration * video.fps), dataset.grid)
+        predictions.append(prediction_from_keyframes(video.video_id, keyframes, video.fps, setting))
+    return predictions
 
 
 def _run_job(args: tuple) -> tuple[str, int, dict[str, Any]]:
@@ -255,10 +351,10 @@ def _values(metrics: dict[str, Any], tious: list[float]) -> dict[str, float | No
     return values
 
 
-def summarise(table: Table, per_row: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+def summarise(table_rows: list[Row], per_row: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """One record per row: the label, per-seed values, mean and std (ddof 1; 0 with one seed)."""
     rows = []
-    for row in table.rows:
+    for row in table_rows:
         runs = per_row[row.key()]
         tious = runs[0]["paper"]["tiou"]
         values = [_values(r["paper"], tious) for r in runs]
@@ -273,6 +369,11 @@ def summarise(table: Table, per_row: dict[str, list[dict[str, Any]]]) -> list[di
                      "n_missing": [r["paper"].get("n_missing") for r in runs],
                      "seconds": [r["seconds"] for r in runs]})
     return rows
+
+
+def heading(table: Table) -> str:
+    """"Table IV" for a table of the seed paper; the title for xcalab's own ("seeds")."""
+    return f"Table {table.name}" if table.name in PAPER else table.title
 
 
 def _fmt(mean: float | None, std: float | None, digits: int) -> str:
@@ -295,12 +396,13 @@ def markdown(table: Table, rows: list[dict[str, Any]], info: dict[str, Any]) -> 
     cols = [(c, d) for c, d in _columns(table, info["tious"])] + [("AD (reference)", 2)]
     paper = PAPER.get(table.name, {})
     lines = [
-        f"### Table {table.name} on XCA-Synth `{info['preset']}`: {table.title}",
+        (f"### Table {table.name} on XCA-Synth `{info['preset']}`: {table.title}" if table.name in PAPER
+         else f"### {table.title}, on XCA-Synth `{info['preset']}`"),
         "",
         f"mean ± std over training seeds {info['seeds']} (data seed {info['data_seed']}); test split, "
         f"{info['n_test']} cines; mAP with the paper's protocol (top-1 segment per class); AD in frames "
         "(xcalab's frame convention; \"AD (reference)\": the reference code's, 2 frames shifted, as the paper "
-        "measured it). [brackets]: the paper's value on its clinical data.",
+        "measured it)." + (" [brackets]: the paper's value on its clinical data." if paper else ""),
         "",
         "| Method | " + " | ".join(c for c, _ in cols) + " |",
         "|---|" + "---|" * len(cols),
@@ -367,31 +469,35 @@ def reproduce(
         prepare_features(cfg.replace(seed=data_seed, setting=setting), source=source, stride=stride,
                          workers=max(workers, 1), progress=progress)
 
-    # Training jobs: Table VII's other patches reuse the first row's models, so they go last.
-    jobs = [(cfg, row, seed, data_seed) for row in sorted(table.rows, key=lambda r: r.patch is not None)
-            for seed in range(seeds)]
-    results: dict[str, dict[int, dict[str, Any]]] = {row.key(): {} for row in table.rows}
-    bar = tqdm(total=len(jobs), desc=f"Table {table.name} ({preset})", unit="run", disable=not progress)
-    first = [j for j in jobs if j[1].patch is None]
-    later = [j for j in jobs if j[1].patch is not None]
-    for batch in (first, later):
-        if workers > 1 and len(batch) > 1:
+    # Two rounds: the rows that train first; then the rows that reuse their models (Table VII's other
+    # patches, the phase readouts) or their scores (a ``better_of`` row, resolved here).
+    results: dict[str, dict[int, dict[str, Any]]] = {}
+    bar = tqdm(total=len(table.rows) * seeds, desc=f"Table {table.name} ({preset})", unit="run", disable=not progress)
+
+    def run_all(batch: list[Row]) -> None:
+        jobs = [(cfg, row, seed, data_seed) for row in batch for seed in range(seeds)]
+        if workers > 1 and len(jobs) > 1:
             import multiprocessing
 
             with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-                for future in as_completed([pool.submit(_run_job, j) for j in batch]):
+                for future in as_completed([pool.submit(_run_job, j) for j in jobs]):
                     key, seed, scores = future.result()
-                    results[key][seed] = scores
+                    results.setdefault(key, {})[seed] = scores
                     bar.update(1)
         else:
-            for j in batch:
-                key, seed, scores = j[1].key(), j[2], run_one(*j, progress=False)
-                results[key][seed] = scores
+            for j in jobs:
+                results.setdefault(j[1].key(), {})[j[2]] = run_one(*j, progress=False)
                 bar.update(1)
+
+    run_all([r for r in table.rows if not r.later])
+    mean_map = {r.variant: float(np.mean([100 * results[r.key()][s]["paper"]["mAP"] for s in range(seeds)]))
+                for r in table.rows if not r.later}
+    table_rows = [resolve_better(r, mean_map) for r in table.rows]
+    run_all([r for r in table_rows if r.key() not in results])
     bar.close()
 
     per_row = {k: [v[s] for s in sorted(v)] for k, v in results.items()}
-    rows = summarise(table, per_row)
+    rows = summarise(table_rows, per_row)
     n_test = len(prepare_features(cfg.replace(seed=data_seed), subsets=("test",), progress=False).video_ids("test"))
     import platform
 
@@ -421,14 +527,14 @@ def reproduce(
         save_figure(fig, name, out_dir)
         plt.close(fig)
 
-    save(plot_table_bars(rows, title=f"Table {table.name} on XCA-Synth {preset}"), f"{stem}-bars")
-    last = table.rows[-1]
-    run0 = cache_dir(cfg) / f"{last.key()}-data{data_seed}-seed0"
-    annotations = prepare_features(cfg.replace(seed=data_seed, setting=last.setting), subsets=("test",),
-                                   stride=last.stride, source=last.source, progress=False).annotations_path
-    save(plot_precision_recall(run0 / "predictions.json", annotations, info["tious"], title=last.label), f"{stem}-pr")
+    save(plot_table_bars(rows, title=f"{heading(table)} on XCA-Synth {preset}"), f"{stem}-bars")
+    shown = table_rows[table.pr_row]
+    run0 = cache_dir(cfg) / f"{shown.key()}-data{data_seed}-seed0"
+    annotations = prepare_features(cfg.replace(seed=data_seed, setting=shown.setting), subsets=("test",),
+                                   stride=shown.stride, source=shown.source, progress=False).annotations_path
+    save(plot_precision_recall(run0 / "predictions.json", annotations, info["tious"], title=shown.label), f"{stem}-pr")
     deviations = {r.label: [d for s in range(seeds) for d in results[r.key()][s]["deviations"].values()]
-                  for r in table.rows}
+                  for r in table_rows}
     save(plot_deviation_histograms(deviations), f"{stem}-deviations")
     return record
 

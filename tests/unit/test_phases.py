@@ -1,4 +1,5 @@
-"""Contrast phases per feature step: the centre frame's phase, cut with the features, padded with -1."""
+"""Contrast phases per feature step: the centre frame's phase, cut with the features, padded with -1; and
+keyframes read back off the phases of the steps."""
 
 import numpy as np
 import pytest
@@ -6,7 +7,14 @@ import torch
 
 from xcalab.data.annotations import Action, FeatureGrid, VideoAnnotation, write_annotations
 from xcalab.data.dataset import FeatureDataset, collate
-from xcalab.data.phases import NO_PHASE, PHASE_NAMES, phases_path, step_phases
+from xcalab.data.phases import (
+    NO_PHASE,
+    PHASE_NAMES,
+    change_point,
+    keyframes_from_phases,
+    phases_path,
+    step_phases,
+)
 from xcalab.data.synth.dynamics import PHASES
 from xcalab.errors import XcalabInputError
 
@@ -108,3 +116,76 @@ def test_bad_phase_files_are_named(tmp_path, bad, message):
     with pytest.raises(XcalabInputError, match=message) as err:
         ds[0]
     assert "phases" in str(err.value)
+
+
+# --------------------------------------------------------------------------------------------------
+# Keyframes read off the phases of the steps
+# --------------------------------------------------------------------------------------------------
+
+
+def _frame_phases(n_frames, start, apex, plateau_end, end):
+    """Phases of the frames of a cine with these keyframes (as ``phases_from_curve`` labels them)."""
+    phases = np.full(n_frames, 3)
+    phases[:start], phases[start:apex], phases[apex:plateau_end], phases[end + 1:] = 0, 1, 2, 4
+    return phases
+
+
+def test_change_point_by_hand():
+    assert change_point(np.array([False, False, True, True])) == 2
+    assert change_point(np.ones(5, bool)) == 0 and change_point(np.zeros(5, bool)) == 5
+    # [no, yes, no, yes, yes]: a switch at 1 or at 3 gets one step wrong; the first is taken.
+    assert change_point(np.array([False, True, False, True, True])) == 1
+    # One stray "yes" among six "no" before the switch does not move it.
+    assert change_point(np.array([0, 0, 1, 0, 0, 0, 1, 1, 1, 1], bool)) == 6
+
+
+def test_keyframes_from_phases_by_hand():
+    # 100 frames, start 10, apex 30, plateau to 39, end 70. Stride 4, window 4: 25 steps, centres 4k + 2.
+    steps = step_phases(_frame_phases(100, 10, 30, 40, 70), 25, FeatureGrid(4, 4))
+    # The first step at or past each boundary: centre 10 (filling), 30 (plateau), 74 (after). Each keyframe is
+    # that centre - 1.5 (the middle of the frames the boundary can be), end one frame less.
+    assert keyframes_from_phases(steps, 100, FeatureGrid(4, 4)) == (8.5, 28.5, 71.5)
+
+
+def test_keyframes_from_the_true_phases_are_within_the_step_resolution():
+    rng = np.random.default_rng(0)
+    for stride, window in ((4, 4), (2, 4), (1, 1), (4, 8)):
+        grid = FeatureGrid(stride, window)
+        for _ in range(50):
+            n = int(rng.integers(40, 160))
+            start = int(rng.integers(window, n // 3))
+            apex = int(rng.integers(start + 1, n // 2))
+            end = int(rng.integers(apex + 2, n - window))
+            frames = _frame_phases(n, start, apex, int(rng.integers(apex + 1, end + 1)), end)
+            found = keyframes_from_phases(step_phases(frames, grid.n_steps(n), grid), n, grid)
+            errors = np.abs(np.array(found) - (start, apex, end))
+            assert errors.max() <= (stride - 1) / 2 + 1e-9, (stride, window, (start, apex, end), found)
+
+
+def test_a_constant_phase_puts_the_keyframes_at_the_ends():
+    grid = FeatureGrid(4, 4)
+    # Every step at the plateau: start and apex before the first centre (2 - 1.5), end past the last frame.
+    assert keyframes_from_phases(np.full(25, 2), 100, grid) == (0.5, 0.5, 99.0)
+    assert keyframes_from_phases(np.zeros(25, int), 100, grid) == (99.0, 99.0, 99.0)
+    assert keyframes_from_phases(np.full(25, 4), 100, grid) == (0.5, 0.5, 0.5)  # end never before apex
+
+
+def test_stray_steps_do_not_move_the_keyframes():
+    grid = FeatureGrid(4, 4)
+    steps = step_phases(_frame_phases(100, 30, 50, 60, 80), 25, grid)  # pre-contrast: steps 0-6
+    noisy = steps.copy()
+    noisy[3], noisy[16], noisy[22] = 4, 0, 1  # an "after" early, a "pre" in the washout, a "filling" at the end
+    assert keyframes_from_phases(noisy, 100, grid) == keyframes_from_phases(steps, 100, grid)
+
+
+def test_keyframes_from_phases_refuses_bad_input():
+    with pytest.raises(ValueError, match="1-D"):
+        keyframes_from_phases(np.zeros((2, 3), dtype=int), 12)
+    with pytest.raises(ValueError, match="1-D"):
+        keyframes_from_phases(np.zeros(0, dtype=int), 12)
+    with pytest.raises(ValueError, match="integers in 0..4"):
+        keyframes_from_phases(np.array([0, 5]), 12)
+    with pytest.raises(ValueError, match="integers"):
+        keyframes_from_phases(np.array([0.0, 1.0]), 12)
+    with pytest.raises(ValueError, match="n_frames"):
+        keyframes_from_phases(np.array([0, 1]), 0)

@@ -5,16 +5,20 @@ import math
 import pytest
 import torch
 
-from xcalab.data.annotations import FeatureGrid, keyframes_to_actions
+from xcalab.data.annotations import LABELS as SETTING_LABELS
+from xcalab.data.annotations import FeatureGrid, VideoAnnotation, keyframes_to_actions
+from xcalab.errors import XcalabInputError
 from xcalab.metrics import Detection, parse_detections, top1_per_class
 from xcalab.postprocess import (
     PostprocessConfig,
     decode_batch,
     decode_candidates,
     decode_video,
+    prediction_from_keyframes,
     segment_voting,
     soft_nms,
 )
+from xcalab.scoring import score_predictions
 from xcalab.train import assign_targets, pyramid_points
 
 GRID = FeatureGrid(stride=4, window=4)
@@ -289,3 +293,20 @@ def test_decode_batch_ignores_padding():
     assert [p.video_id for p in preds] == ["a", "b"]
     assert preds[1].top1 == alone.top1 and torch.equal(preds[1].segments, alone.segments)
     assert preds[0].frame_indices() == (20, 60, 100)
+
+
+@pytest.mark.parametrize("setting", [0, 1, 2])
+def test_a_prediction_from_keyframes_holds_them_and_scores_like_the_truth(setting):
+    fps, keyframes = 10.0, (10.0, 20.0, 40.0)
+    p = prediction_from_keyframes("v", keyframes, fps, setting, score=0.75)
+    assert p.keyframes == keyframes and p.ordered is True and p.missing == {} and p.setting == setting
+    assert p.label_names == SETTING_LABELS[setting] and p.labels.tolist() == [0, 1] and p.scores.tolist() == [0.75, 0.75]
+    actions = keyframes_to_actions(keyframes, fps, setting)
+    assert p.segments.tolist() == [list(a.segment) for a in actions]
+    assert [(d.label_id, d.t0, d.t1, d.score) for d in p.top1] == [(a.label_id, *a.segment, 0.75) for a in actions]
+    # The true keyframes, scored: every AP 1 and no deviation.
+    truth = VideoAnnotation.from_keyframes("v", (10, 20, 40), fps, 60, "test", setting=setting)
+    scored = score_predictions([p], [truth], window=4)
+    assert scored.map_top1.average_map == 1.0 and scored.ad == 0.0 and scored.n_missing == 0
+    with pytest.raises(XcalabInputError, match="start <= apex <= end"):
+        prediction_from_keyframes("v", (20.0, 10.0, 40.0), fps)

@@ -27,8 +27,11 @@ from xcalab.reproduce import (
     _columns,
     csv_text,
     markdown,
+    phase_predictions,
     reproduce,
+    resolve_better,
     row_config,
+    run_one,
     summarise,
 )
 
@@ -45,7 +48,7 @@ pytestmark = pytest.mark.usefixtures("one_thread_and_a_private_feature_cache")
 
 
 def test_tables_are_well_formed():
-    assert list(TABLES) == ["II", "IV", "V", "VI", "VII", "VIII"]
+    assert list(TABLES) == ["II", "IV", "V", "VI", "VII", "VIII", "seeds"]
     for name, table in TABLES.items():
         assert table.name == name and table.rows
         labels = [r.label for r in table.rows]
@@ -64,6 +67,66 @@ def test_tables_are_well_formed():
     assert TABLES["VIII"].keyframes_only and not any(t.keyframes_only for n, t in TABLES.items() if n != "VIII")
 
 
+def test_the_seeds_table():
+    table = TABLES["seeds"]
+    assert [r.key() for r in table.rows] == [
+        "actionformer", "sta-ipcon", "actionformer+gaf", "actionformer+tsa", "sta-ipcon-better", "phase-attention",
+        "phase-attention-phases", "phase-attention-majority"]
+    assert [r.later for r in table.rows] == [False] * 4 + [True, False, True, True]
+    assert table.rows[table.pr_row].better_of == ("ActionFormer+GAF", "ActionFormer+TSA")
+    # Both resolutions of the better row are variants.
+    for module in ("GAF", "TSA"):
+        assert f"STA-IPCon+{module}" in VARIANTS
+
+
+GAF, TSA = "ActionFormer+GAF", "ActionFormer+TSA"
+BETTER = Row("STA-IPCon + the better module", "STA-IPCon", better_of=(GAF, TSA))
+
+
+def test_the_better_module_is_the_one_with_the_higher_mean_map():
+    tsa = resolve_better(BETTER, {GAF: 70.0, TSA: 80.0, "ActionFormer": 90.0})
+    assert tsa.variant == "STA-IPCon+TSA" and tsa.key() == "sta-ipcon+tsa" and tsa.better_of == ()
+    assert tsa.label == "STA-IPCon + TSA (the better module)"
+    assert resolve_better(BETTER, {GAF: 80.0, TSA: 70.0}).variant == "STA-IPCon+GAF"
+    assert resolve_better(BETTER, {GAF: 75.0, TSA: 75.0}).variant == "STA-IPCon+GAF"  # a tie: the first listed
+    plain = Row("STA", "STA")
+    assert resolve_better(plain, {}) is plain
+    with pytest.raises(ValueError, match="needs the scores of ActionFormer\\+TSA first"):
+        resolve_better(BETTER, {GAF: 80.0})
+    with pytest.raises(ValueError, match="a detector \\+ a module"):
+        resolve_better(Row("x", "STA-IPCon", better_of=("STA",)), {"STA": 1.0})
+    with pytest.raises(ValueError, match="unknown variant 'STA\\+TSA'"):  # no such variant to train
+        resolve_better(Row("x", "STA", better_of=(TSA,)), {TSA: 1.0})
+    with pytest.raises(ValueError, match="not resolved yet"):
+        run_one(SMOKE, BETTER, seed=0)
+
+
+def test_a_readout_is_phases_or_majority():
+    assert Row("x", "Phase attention", readout="phases").key() == "phase-attention-phases"
+    with pytest.raises(ValueError, match='readout must be None, "phases" or "majority"'):
+        Row("x", "Phase attention", readout="frames")
+
+
+def test_phase_predictions_read_keyframes_off_the_phases(tmp_path):
+    from toy_data import STRIDE, toy_feature_set
+
+    from xcalab.data.dataset import FeatureDataset
+    from xcalab.data.phases import keyframes_from_phases
+
+    toy_feature_set(tmp_path, {"a": ("test", 20, (10, 30, 60)), "b": ("test", 16, (8, 20, 50))}, size=8)
+    test = FeatureDataset(tmp_path, tmp_path / "annotations.json", subset="test", feature_dim=64)
+    truth = [test.video(i).phases.numpy() for i in range(len(test))]
+    for p, video, phases in zip(phase_predictions(test, truth), test.videos, truth):
+        n_frames = round(video.duration * video.fps)
+        assert p.video_id == video.video_id and p.keyframes == keyframes_from_phases(phases, n_frames, test.grid)
+        assert max(abs(a - b) for a, b in zip(p.keyframes, video.keyframes)) <= (STRIDE - 1) / 2
+    # A constant phase: the plateau at every step puts start and apex first and end last.
+    for p, video in zip(phase_predictions(test, 2), test.videos):
+        assert p.keyframes == (0.5, 0.5, round(video.duration * video.fps) - 1.0)
+    with pytest.raises(ValueError, match="a: 3 phases for 20 feature steps"):
+        phase_predictions(test, [truth[0][:3], truth[1]])
+
+
 def test_row_keys_differ_whenever_rows_differ():
     rows = [Row("x", v, source, stride, setting, patch) for v, source, stride, setting, patch in itertools.product(
         VARIANTS, SOURCES, (None, 1, 2, 4), (0, 1, 2), (None, 1, 2))]
@@ -77,7 +140,7 @@ def test_row_keys_differ_whenever_rows_differ():
 
 
 def test_every_paper_entry_names_a_row_of_its_table():
-    assert set(PAPER) == set(TABLES)
+    assert set(PAPER) == set(TABLES) - {"seeds"}  # "seeds" is xcalab's own comparison
     for name, entries in PAPER.items():
         labels = {r.label for r in TABLES[name].rows}
         assert set(entries) <= labels, (name, sorted(set(entries) - labels))
@@ -143,7 +206,7 @@ PER_ROW = {
 
 
 def test_summarise_known_means_and_stds():
-    rows = summarise(TOY, PER_ROW)
+    rows = summarise(TOY.rows, PER_ROW)
     assert [r["label"] for r in rows] == ["Three seeds", "One seed", "No keyframes"]
     assert [r["key"] for r in rows] == ["sta", "ta", "sa"] and rows[0]["variant"] == "STA"
     three, one, none = rows
@@ -179,7 +242,7 @@ def _iv_rows():
     """Table IV's rows with made-up numbers: row i has mAP 10 i %, P = R = F = 0.5, AD = i + 1 (reference i + 3)."""
     per_row = {r.key(): [_metrics([i / 10] * 5, (0.5, 0.5, 0.5), i + 1.0, i + 3.0)]
                for i, r in enumerate(TABLES["IV"].rows)}
-    return summarise(TABLES["IV"], per_row)
+    return summarise(TABLES["IV"].rows, per_row)
 
 
 def test_markdown_has_every_row_the_protocol_and_the_paper():
@@ -204,12 +267,12 @@ def test_markdown_has_every_row_the_protocol_and_the_paper():
 def test_markdown_of_other_tables():
     # Table II: AP, mAP and AD, and its notes.
     per_row = {"actionformer": [_metrics([0.5] * 5, None, None)], "sta-ipcon": [_metrics([0.6] * 5, None, None)]}
-    text = markdown(TABLES["II"], summarise(TABLES["II"], per_row), INFO)
+    text = markdown(TABLES["II"], summarise(TABLES["II"].rows, per_row), INFO)
     assert "| Method | " + " | ".join(AP_COLS) + " | AD | AD (reference) |" in text
     assert "| Ours (STA-IPCon) | 60.00 ± 0.00 [98.44] |" in text
     assert "Note: The paper's Table II also lists AFSD" in text
     # Table VIII: keyframe columns only; a missing value is a dash, still next to the paper's.
-    rows = summarise(TABLES["VIII"], {r.key(): [_metrics([0.5] * 5, None, None)] for r in TABLES["VIII"].rows})
+    rows = summarise(TABLES["VIII"].rows, {r.key(): [_metrics([0.5] * 5, None, None)] for r in TABLES["VIII"].rows})
     lines = markdown(TABLES["VIII"], rows, INFO).splitlines()
     text = "\n".join(lines)
     assert lines[4] == "| Method | P | R | F | AD | AD (reference) |"
@@ -234,7 +297,7 @@ def test_csv_parses_to_one_line_per_row():
 def test_csv_quotes_labels_and_leaves_missing_values_empty():
     table = TABLES["VI"]  # "Baseline, Frangi" holds a comma
     per_row = {r.key(): [_metrics([0.5] * 5, None, None)] for r in table.rows}
-    parsed = list(csv.reader(io.StringIO(csv_text(table, summarise(table, per_row), list(PAPER_TIOUS)))))
+    parsed = list(csv.reader(io.StringIO(csv_text(table, summarise(table.rows, per_row), list(PAPER_TIOUS)))))
     assert [line[0] for line in parsed[1:]] == [r.label for r in table.rows]
     header = parsed[0]
     for line in parsed[1:]:
@@ -367,7 +430,7 @@ def test_bad_arguments(tmp_path, capsys):
 
 
 def test_the_function_refuses_bad_arguments_before_any_work(tmp_path):
-    with pytest.raises(ValueError, match=r"unknown table 'III'; choose one of II, IV, V, VI, VII, VIII"):
+    with pytest.raises(ValueError, match=r"unknown table 'III'; choose one of II, IV, V, VI, VII, VIII, seeds"):
         reproduce("III", "smoke", out_dir=tmp_path / "out", data_dir=tmp_path / "data")
     with pytest.raises(ValueError, match="--seeds must be >= 1, got 0"):
         reproduce("IV", "smoke", seeds=0, out_dir=tmp_path / "out", data_dir=tmp_path / "data")
@@ -378,7 +441,48 @@ def test_the_function_refuses_bad_arguments_before_any_work(tmp_path):
 
 def test_summarise_needs_every_row():
     with pytest.raises(KeyError):
-        summarise(TOY, {k: v for k, v in PER_ROW.items() if k != "ta"})
+        summarise(TOY.rows, {k: v for k, v in PER_ROW.items() if k != "ta"})
     # Dataclass rows are frozen: a table cannot be changed by accident.
     with pytest.raises(dataclasses.FrozenInstanceError):
         TABLES["IV"].rows[0].label = "x"
+
+
+@pytest.fixture(scope="module")
+def table_seeds(tmp_path_factory):
+    """``xcalab reproduce --table seeds --preset smoke --seeds 1``, once for the module (~40 s)."""
+    tmp = tmp_path_factory.mktemp("reproduce-seeds")
+    argv = ["reproduce", "--table", "seeds", "--preset", "smoke", "--seeds", "1", "--data-dir", str(tmp / "data"),
+            "--out", str(tmp / "out"), "--no-progress"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = main(argv)
+    return tmp, code
+
+
+@pytest.mark.slow
+def test_the_seeds_table_end_to_end(table_seeds):
+    tmp, code = table_seeds
+    assert code == 0
+    record = json.loads((tmp / "out" / "table-seeds-smoke.json").read_text())
+    rows = {r["key"]: r for r in record["rows"]}
+    # The better row became STA-IPCon + the module whose plain-detector row scored the higher mean mAP.
+    gaf, tsa = rows["actionformer+gaf"]["mean"]["mAP"], rows["actionformer+tsa"]["mean"]["mAP"]
+    better = "sta-ipcon+tsa" if tsa > gaf else "sta-ipcon+gaf"
+    assert list(rows) == ["actionformer", "sta-ipcon", "actionformer+gaf", "actionformer+tsa", better,
+                          "phase-attention", "phase-attention-phases", "phase-attention-majority"]
+    assert rows[better]["label"] == f"STA-IPCon + {better[-3:].upper()} (the better module)"
+    cache = tmp / "data" / "reproduce" / "smoke"
+    scores = {k: json.loads((cache / f"{k}-data0-seed0" / "scores.json").read_text()) for k in rows}
+    # The phase readout reads the phase-attention row's own model; the majority baseline trains nothing.
+    assert scores["phase-attention-phases"]["trained_with"] == scores["phase-attention"]["trained_with"]
+    assert scores["phase-attention-phases"]["origin"] == "cached"
+    assert scores["phase-attention-majority"]["origin"] == "none"
+    assert scores["phase-attention-majority"]["train_epochs"] == 0
+    for key in ("phase-attention-phases", "phase-attention-majority"):
+        results = json.loads((cache / f"{key}-data0-seed0" / "predictions.json").read_text())["results"]
+        assert len(results) == record["n_test"]
+        for entries in results.values():  # one segment per class, score 1, filling ending where disappearing starts
+            assert [e["label_id"] for e in entries] == [0, 1] and {e["score"] for e in entries} == {1.0}
+            assert entries[0]["segment"][1] == entries[1]["segment"][0]
+    md = (tmp / "out" / "table-seeds-smoke.md").read_text()
+    assert md.startswith("### The four seed papers' attention modules side by side, on XCA-Synth `smoke`")
+    assert "[brackets]" not in md and "Note: STA-IPCon + the better module adds" in md

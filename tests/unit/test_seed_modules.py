@@ -201,3 +201,24 @@ def test_a_modules_settings_identify_a_run_only_when_it_is_on():
     for name in SWITCHES:
         on = apply_overrides(SMOKE, {"model": SWITCHES[name]})
         assert on.training_identity() != apply_overrides(on, other).training_identity(), name
+
+
+def test_predict_phases_is_the_argmax_of_each_videos_fused_probabilities(toy_set):
+    from xcalab.data.dataset import FeatureDataset
+    from xcalab.inference import predict_phases
+
+    model = detector("phase").eval()
+    data = FeatureDataset(toy_set, toy_set / "annotations.json", subset="train", feature_dim=MAP_SIZE**2)
+    phases = predict_phases(model, data)
+    assert len(phases) == len(data) == 4 and not model.training
+    for i, found in enumerate(phases):
+        item = data.video(i)
+        with torch.no_grad():
+            probs = model(item.features[None], torch.ones(1, item.features.shape[1], dtype=torch.bool)).phases.probabilities
+        assert found.shape == (item.features.shape[1],) and found.dtype.kind == "i"
+        assert found.tolist() == probs[0].argmax(dim=0).tolist()
+    model.train()
+    predict_phases(model, data)
+    assert model.training  # put back as it was
+    with pytest.raises(ValueError, match="no phase recogniser"):
+        predict_phases(detector("none"), data)

@@ -50,31 +50,33 @@ def _dots(ax):
     return [line for line in ax.lines if line.get_marker() == "."]
 
 
-def test_table_bars_heights_are_the_means_and_dots_the_seeds():
+def test_table_bars_lengths_are_the_means_and_dots_the_seeds():
     fig = plot_table_bars(ROWS, title="Table IV")
     assert isinstance(fig, Figure) and len(fig.axes) == 2
     assert fig._suptitle.get_text() == "Table IV"
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["Baseline", "STA", "STA-IPCon"]
+    assert fig.axes[0].yaxis_inverted()  # the first row on top
     for ax, col in zip(fig.axes, ("mAP", "AD")):
         assert len(ax.patches) == len(ROWS)
-        assert [p.get_height() for p in ax.patches] == pytest.approx([r["mean"][col] for r in ROWS])
-        assert [t.get_text() for t in ax.get_xticklabels()] == ["Baseline", "STA", "STA-IPCon"]
+        assert [p.get_width() for p in ax.patches] == pytest.approx([r["mean"][col] for r in ROWS])
+        assert [p.get_y() + p.get_height() / 2 for p in ax.patches] == pytest.approx([0, 1, 2])
         dots = _dots(ax)
         assert len(dots) == len(ROWS)
         for i, (line, row) in enumerate(zip(dots, ROWS)):
-            assert list(line.get_xdata()) == [i] * len(row["per_seed"])
-            assert list(line.get_ydata()) == [s[col] for s in row["per_seed"]]
+            assert list(line.get_ydata()) == [i] * len(row["per_seed"])
+            assert list(line.get_xdata()) == [s[col] for s in row["per_seed"]]
     assert fig.axes[0].get_title() == "higher is better" and fig.axes[1].get_title() == "lower is better"
-    assert "mAP" in fig.axes[0].get_ylabel() and "deviation" in fig.axes[1].get_ylabel()
+    assert "mAP" in fig.axes[0].get_xlabel() and "deviation" in fig.axes[1].get_xlabel()
 
 
 def test_table_bars_error_bars_are_the_std():
     fig = plot_table_bars(ROWS)
     ax = fig.axes[0]
-    # ax.bar(yerr=...) draws one vertical segment per bar from mean - std to mean + std.
+    # ax.barh(xerr=...) draws one horizontal segment per bar from mean - std to mean + std.
     (errorbar,) = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
     segments = errorbar.lines[2][0].get_segments()
     for seg, row in zip(segments, ROWS):
-        low, high = sorted(seg[:, 1])
+        low, high = sorted(seg[:, 0])
         assert low == pytest.approx(row["mean"]["mAP"] - row["std"]["mAP"])
         assert high == pytest.approx(row["mean"]["mAP"] + row["std"]["mAP"])
     assert ROWS[0]["std"]["mAP"] == pytest.approx(10.0)  # the hand-made spread is really drawn
@@ -83,10 +85,20 @@ def test_table_bars_error_bars_are_the_std():
 def test_table_bars_missing_values_are_gaps():
     rows = [*ROWS[:1], _row("no keyframes", [30.0, 35.0], [None, None])]
     fig = plot_table_bars(rows)
-    heights = [p.get_height() for p in fig.axes[1].patches]
-    assert heights[0] == pytest.approx(5.0) and np.isnan(heights[1])
-    assert list(_dots(fig.axes[1])[1].get_ydata()) == []  # no AD dots for the row without AD
-    assert [p.get_height() for p in fig.axes[0].patches] == pytest.approx([50.0, 32.5])
+    widths = [p.get_width() for p in fig.axes[1].patches]
+    assert widths[0] == pytest.approx(5.0) and np.isnan(widths[1])
+    assert list(_dots(fig.axes[1])[1].get_xdata()) == []  # no AD dots for the row without AD
+    assert [p.get_width() for p in fig.axes[0].patches] == pytest.approx([50.0, 32.5])
+
+
+def test_a_row_far_off_the_scale_is_cut_and_labelled():
+    rows = [*ROWS, _row("Majority phase", [0.0, 0.0, 0.0], [46.0, 46.0, 46.0])]
+    fig = plot_table_bars(rows)
+    ad = fig.axes[1]
+    # The other rows' largest AD + std is 5 + 1: the axis stops at 1.2 x 6; the cut bar keeps its length.
+    assert ad.get_xlim() == pytest.approx((0.0, 7.2)) and ad.patches[3].get_width() == pytest.approx(46.0)
+    assert [t.get_text() for t in ad.texts] == ["46.0 (off scale)"]
+    assert len(fig.axes[0].texts) == 0 and fig.axes[0].get_xlim()[1] > 80  # nothing is off the mAP scale
 
 
 def test_table_bars_refuses_no_rows():

@@ -18,29 +18,43 @@ KEYFRAMES = ("start", "apex", "end")
 
 
 def plot_table_bars(rows: Sequence[Mapping[str, Any]], title: str = "") -> Figure:
-    """mAP (%) and AD (frames) per row with error bars (std over seeds); each seed's value as a dot.
+    """mAP (%) and AD (frames) per row, as horizontal bars with error bars (std over seeds); each seed's value
+    as a dot. The first row is at the top; the row labels sit on the left panel (they may be long).
 
     rows   records of ``xcalab.reproduce.summarise``: "label", "mean", "std", "per_seed" (dicts with
            "mAP" and "AD")
+
+    A row far off the scale of the others (mean above 3 x their median, e.g. a constant-phase baseline's AD)
+    would flatten every other bar: the axis stops at 1.2 x the largest of the rest and that bar carries its
+    value as text.
     """
     if not rows:
         raise ValueError("plot_table_bars: no rows")
-    labels = [r["label"] for r in rows]
-    x = np.arange(len(rows))
-    fig, axes = plt.subplots(1, 2, figsize=(max(7.0, 1.1 * len(rows) + 3), 3.6), constrained_layout=True)
+    y = np.arange(len(rows))
+    longest = max(len(r["label"]) for r in rows)
+    fig, axes = plt.subplots(1, 2, sharey=True, constrained_layout=True,
+                             figsize=(8.0 + 0.06 * max(longest - 20, 0), 1.4 + 0.42 * len(rows)))
     for ax, col, name, colour in ((axes[0], "mAP", "average mAP, tIoU 0.3:0.1:0.7 (%)", "tab:blue"),
                                   (axes[1], "AD", "average keyframe deviation (frames)", "tab:orange")):
         mean = np.array([np.nan if r["mean"][col] is None else r["mean"][col] for r in rows], float)
         std = np.array([0.0 if r["std"][col] is None else r["std"][col] for r in rows], float)
-        ax.bar(x, mean, yerr=std, color=colour, alpha=0.6, capsize=4)
+        ax.barh(y, mean, xerr=std, color=colour, alpha=0.6, capsize=3)
         for i, r in enumerate(rows):
             seeds = [s[col] for s in r["per_seed"] if s[col] is not None]
-            ax.plot([i] * len(seeds), seeds, "k.", ms=4)
-        ax.set_xticks(x, labels, rotation=30, ha="right")
-        ax.set_ylabel(name)
-        ax.grid(axis="y", alpha=0.3)
-    axes[1].set_title("lower is better", fontsize=9)
+            ax.plot(seeds, [i] * len(seeds), "k.", ms=4)
+        finite = np.isfinite(mean)
+        off = finite & (mean > 3 * np.median(mean[finite])) if finite.sum() > 2 else np.zeros(len(rows), bool)
+        if off.any() and not off.all():
+            top = 1.2 * float(np.max((mean + std)[finite & ~off]))
+            ax.set_xlim(0, top)
+            for i in np.flatnonzero(off):
+                ax.text(0.98 * top, i, f"{mean[i]:.1f} (off scale)", ha="right", va="center", fontsize=8)
+        ax.set_xlabel(name)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(y, [r["label"] for r in rows])
+    axes[0].invert_yaxis()  # shared: the first row on top in both panels
     axes[0].set_title("higher is better", fontsize=9)
+    axes[1].set_title("lower is better", fontsize=9)
     if title:
         fig.suptitle(title)
     return fig
