@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/modules.py [--preset teach] [--threads 2] [--steps 128] [--repeats 3]
 
-For each variant (STA-IPCon, ActionFormer, ActionFormer+GAF, ActionFormer+TSA, Phase attention) at the preset's
-sizes it prints the parameter count (all, and the module's own), one training step at batch 2 exactly as the
+For each variant (STA-IPCon, ActionFormer, ActionFormer+GAF, ActionFormer+TSA, Phase attention, STA-IPCon+TSA) at
+the preset's sizes it prints the parameter count (all, and the module's own), one training step at batch 2 exactly as the
 training loop runs it (forward, the losses with the module's terms, backward, clipping, AdamW, lr, EMA; GAF's
 detector pass with the CVAE frozen, plus one step of its CVAE pass), and the inference forward at batch 1. Every
 variant runs in its own process, so each peak memory is its own. Random (T, 4096) inputs; times are the fastest of
@@ -20,9 +20,10 @@ import subprocess
 import sys
 import time
 
-VARIANTS = ("STA-IPCon", "ActionFormer", "ActionFormer+GAF", "ActionFormer+TSA", "Phase attention")
+VARIANTS = ("STA-IPCon", "ActionFormer", "ActionFormer+GAF", "ActionFormer+TSA", "Phase attention", "STA-IPCon+TSA")
 #: The module each variant adds to ActionFormer, as an attribute path of the detector.
-MODULE = {"ActionFormer+GAF": "generative", "ActionFormer+TSA": "pyramid.refinement", "Phase attention": "phase"}
+MODULE = {"ActionFormer+GAF": "generative", "ActionFormer+TSA": "pyramid.refinement", "Phase attention": "phase",
+          "STA-IPCon+TSA": "pyramid.refinement"}
 
 
 def _measure(variant: str, preset: str, steps: int, threads: int, repeats: int) -> dict:
