@@ -1,4 +1,4 @@
-"""How fast does the paper-size detector train and predict on this CPU? (spec sta-ipcon.md Sec. 5.2 item 14)
+"""How fast does the paper-size detector train and predict on this CPU? (reference code: ~6.3 s per step)
 
     .venv/bin/python benchmarks/train_speed.py [--threads 2] [--lengths 64 128 256 512] [--repeats 2]
 
@@ -119,7 +119,7 @@ def _measure(kind: str, steps: int, threads: int, repeats: int) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (the spec's 2-core CPU)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (the reference was timed on 2)")
     parser.add_argument("--lengths", type=int, nargs="+", default=[64, 128, 256, 512], help="T of the training steps")
     parser.add_argument("--infer-lengths", type=int, nargs="+", default=[128, 512])
     parser.add_argument("--repeats", type=int, default=2, help="timed repetitions (the fastest is kept)")

@@ -7,7 +7,7 @@
                                        (multi-process: torchrun --nproc_per_node N -m xcalab.cli train ...)
     xcalab evaluate --predictions PRED.json --annotations GT.json --out DIR   (or --checkpoint CKPT --features DIR)
     xcalab reproduce --table {II,IV,V,VI,VII,VIII} [--preset teach] [--seeds 3]
-    xcalab notebooks [--preset teach] [--smoke] [--out build/notebooks] [--fig-dir figures] [NAME ...]
+    xcalab notebooks [--preset teach] [--smoke] [--out build/notebooks] [--fig-dir figures] [--record-times] [NAME ...]
     xcalab locate CINE... [--out DIR] [--fps F] [--weights W.pt]   keyframes of your own cines
     xcalab train-locate [--seed N] [--workers K]          train + calibrate locate's detector (XCA-Synth mix)
     xcalab inspect PATH [--fps F]      read a cine (DICOM XA, frame folder, .npy) and describe it
@@ -35,6 +35,9 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
 
     from xcalab.notebook import execute_notebook, list_notebooks
 
+    if args.record_times and not args.smoke and args.preset not in ("teach", "smoke"):
+        print("xcalab notebooks: --record-times records teach or smoke runs only", file=sys.stderr)
+        return 2
     notebooks = list_notebooks()
     if args.names:
         notebooks = [p for p in notebooks if any(p.name.startswith(n) for n in args.names)]
@@ -51,6 +54,16 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
     print(f"\nExecuted {len(timings)} notebooks in {time.perf_counter() - start:.0f} s:")
     for name, seconds in timings:
         print(f"  {seconds:7.1f} s  {out / name}")
+    if args.record_times:
+        import os
+        import platform
+
+        from xcalab.notebook import TIMES_PATH, record_times, write_times
+
+        machine = f"{platform.machine()} CPU, {os.cpu_count()} cores"
+        record = record_times(dict(timings), "smoke" if args.smoke or args.preset == "smoke" else args.preset, machine)
+        changed = write_times(record)
+        print(f"Times recorded in {TIMES_PATH}; updated: {', '.join(changed) or 'nothing (the same numbers)'}")
     figures = sorted(fig_dir.glob("*.png"))
     print(f"Figures: {len(figures)} PNG files in {fig_dir}")
     print("Open them in JupyterLab with `make lab`.")
@@ -161,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(REPO_ROOT / "build" / "notebooks"))
     p.add_argument("--fig-dir", default=str(REPO_ROOT / "figures"))
+    p.add_argument("--record-times", action="store_true",
+                   help="write the measured times to docs/notebook-times.json, README's table and the title cells "
+                        "(teach or smoke runs only)")
     p.set_defaults(func=_cmd_notebooks)
 
     p = sub.add_parser("inspect", help="read a cine and describe it")

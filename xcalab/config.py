@@ -147,7 +147,7 @@ class SynthConfig:
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """The per-frame vessel feature grid (seed paper Sec. IV-A; spec sta-ipcon.md Sec. 2.2-2.3).
+    """The per-frame vessel feature grid (seed paper Sec. IV-A; the reference's feature files and grid).
 
     window    frames per feature step (4: SVS-Net reads 4 consecutive frames)
     stride    frames between consecutive steps (4 = non-overlapping, the paper's; 1 and 2 for Table VI)
@@ -174,7 +174,7 @@ CENTRE_RADIUS = 1.5
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The detector (seed paper Sec. III; spec sta-ipcon.md Sec. 1.2 and 3). Every ablation is a switch.
+    """The detector (seed paper Sec. III, as the reference code builds it). Every ablation is a switch.
 
     long_term          "none" | "TA" | "SA" | "STA": long-term attention (Table IV); "STA" is the paper's
     imagewise          imagewise contrast ICon (needs SA or STA: it reads the attention map A; Table V)
@@ -243,7 +243,7 @@ ACTIONFORMER = {"long_term": "none", "imagewise": False, "patchwise": False, "sh
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation (spec sta-ipcon.md Sec. 1.2 and 3.10); defaults are the reference's.
+    """Optimisation (ActionFormer's recipe, kept by STA-IPCon); defaults are the reference's.
 
     epochs             epochs trained, warm-up included (reference 45 + 5 = 50)
     warmup_epochs      linear warm-up from 0 (reference 5)

@@ -70,7 +70,7 @@ def paper_gt_keyframes(gt: Any, window: int = 4) -> np.ndarray:
     """Ground-truth keyframes as the reference code computes them: int(f - window/2).
 
     The reference stores ground truth on the feature grid as g = (f - window/2) / stride and turns it back
-    with int(stride * g), forgetting the +window/2 that centres a step (spec sta-ipcon.md Sec. 2.3); the
+    with int(stride * g), forgetting the +window/2 that centres a step on ActionFormer's grid; the
     stride cancels. ``int`` truncates toward zero, so frames below window/2 can become negative.
 
     Args:

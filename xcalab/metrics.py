@@ -404,7 +404,7 @@ def mean_average_precision(
         tious: thresholds in (0, 1]; default the paper's 0.3:0.1:0.7.
         labels: the classes to score; default the classes present in the ground truth.
         protocol: ``"all"`` scores every detection (ActivityNet); ``"top1"`` only the best detection per
-            class and video (the paper, spec sta-ipcon.md Sec. 4.1).
+            class and video (the paper's protocol, as the reference's evaluation scores it).
         deduplicate: drop short and repeated ground truth first (ActionFormer's evaluator).
 
     Returns:

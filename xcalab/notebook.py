@@ -124,28 +124,121 @@ def notebook_table() -> list[dict[str, str]]:
         first = json.loads(path.read_text())["cells"][0]
         text = "".join(first["source"])
         title = re.search(r"^#\s*(\d\d)\s*·\s*(.+)$", text, re.MULTILINE)
-        cpu = re.search(r"\*\*CPU time:\*\*\s*(.+)$", text, re.MULTILINE)
+        cpu = re.search(r"\*\*CPU time:\*\*\s*(.+?)(?:\n\s*\n|\Z)", text, re.DOTALL)  # the whole paragraph
         rows.append({
             "notebook": path.name,
             "number": title.group(1) if title else path.name[:2],
             "title": title.group(2).strip() if title else path.stem,
-            "cpu_time": cpu.group(1).strip() if cpu else "",
+            "cpu_time": _one_line(cpu.group(1)) if cpu else "",
         })
     return rows
 
 
-def package_map() -> list[tuple[str, str]]:
-    """(module, first docstring line) for every module of the package, read without importing it."""
+# --------------------------------------------------------------------------------------------------
+# CPU times: measured by ``xcalab notebooks --record-times``, written where students read them
+# --------------------------------------------------------------------------------------------------
+
+#: The measured run time of every notebook at each size (the one source of the times in README and title cells).
+TIMES_PATH = REPO_ROOT / "docs" / "notebook-times.json"
+#: "teach ≈ 0.5 min" / "smoke ≈ 15 s" in a notebook's CPU-time line.
+_TIME_TOKEN = re.compile(r"(teach|smoke) ≈ [\d.]+ (?:min|s)\b")
+#: README's notebook table: the last cell of a row, "<teach>[*][ (...)] · <smoke>".
+_README_ROW = re.compile(r"^(\| (\d\d) \| `[^`]+` \|.*\| )([\d.]+ (?:min|s))(\*?[^·|]*)· ([\d.]+ (?:min|s))( \|)$")
+
+
+def format_seconds(seconds: float) -> str:
+    """A run time as students read it: whole seconds under 90 s ("42 s"), else minutes ("2.5 min")."""
+    if seconds < 0:
+        raise ValueError(f"a run time cannot be negative, got {seconds}")
+    return f"{round(seconds)} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def record_times(timings: dict[str, float], size: str, machine: str, path: Path = TIMES_PATH,
+                 when: str | None = None) -> dict:
+    """Merge measured run times into ``path`` (JSON: notebook -> size -> {"seconds", "measured", "machine"}).
+
+    timings  notebook file name -> seconds; size "teach" or "smoke" (what the run used)
+    """
+    import datetime
+    import json
+
+    if size not in ("teach", "smoke"):
+        raise ValueError(f'size must be "teach" or "smoke", got {size!r}')
+    when = when or datetime.date.today().isoformat()
+    record = json.loads(Path(path).read_text()) if Path(path).is_file() else {}
+    for name, seconds in timings.items():
+        record.setdefault(name, {})[size] = {"seconds": round(float(seconds), 1), "measured": when, "machine": machine}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(dict(sorted(record.items())), indent=1, ensure_ascii=False) + "\n")
+    return record
+
+
+def write_times(record: dict, notebook_dir: Path = NOTEBOOK_DIR, readme: Path = REPO_ROOT / "README.md") -> list[str]:
+    """Put the recorded times into each notebook's CPU-time line and README's notebook table; returns what changed.
+
+    Only the numbers change ("teach ≈ 0.5 min" -> "teach ≈ 0.4 min"); the words around them stay.
+    """
+    import json
+
+    def fmt(name: str, size: str) -> str | None:
+        entry = record.get(name, {}).get(size)
+        return None if entry is None else format_seconds(entry["seconds"])
+
+    changed = []
+    for name in sorted(record):
+        path = Path(notebook_dir) / name
+        if not path.is_file():
+            continue
+        nb = json.loads(path.read_text())
+        text = "".join(nb["cells"][0]["source"])
+        new = _TIME_TOKEN.sub(lambda m, name=name: f"{m.group(1)} ≈ {fmt(name, m.group(1)) or m.group(0).split('≈ ')[1]}",
+                              text)
+        if new != text:
+            nb["cells"][0]["source"] = new.splitlines(keepends=True)
+            path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+            changed.append(name)
+    by_number = {name[:2]: name for name in record}
+    lines = Path(readme).read_text().splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        m = _README_ROW.match(line.rstrip("\n"))
+        if not m or m.group(2) not in by_number:
+            continue
+        name = by_number[m.group(2)]
+        teach, smoke = fmt(name, "teach") or m.group(3), fmt(name, "smoke") or m.group(5)
+        row = f"{m.group(1)}{teach}{m.group(4)}· {smoke}{m.group(6)}\n"
+        if row != line:
+            lines[i] = row
+            changed.append(f"README.md ({name})")
+    Path(readme).write_text("".join(lines))
+    return changed
+
+
+def package_map(depth: int | None = None, packages_only: bool = False) -> list[tuple[str, str]]:
+    """(module, docstring summary) for the modules of the package, read without importing it.
+
+    The summary is the docstring's whole first paragraph on one line, so a sentence that wraps in the
+    source is never cut. ``depth`` keeps modules with at most that many dotted parts (``xcalab.data`` has 2);
+    ``packages_only`` keeps the packages (folders with an ``__init__.py``): the layers of the package.
+    """
     import ast
 
     root = REPO_ROOT / "xcalab"
     rows = []
     for path in sorted(root.rglob("*.py")):
         rel = path.relative_to(root.parent).with_suffix("")
-        parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+        is_package = rel.name == "__init__"
+        parts = rel.parts[:-1] if is_package else rel.parts
+        if (depth is not None and len(parts) > depth) or (packages_only and not is_package):
+            continue
         doc = ast.get_docstring(ast.parse(path.read_text())) or ""
-        rows.append((".".join(parts), doc.strip().split("\n")[0]))
+        summary = _one_line(doc.strip().split("\n\n")[0])
+        rows.append((".".join(parts), summary[:-1] + "." if summary.endswith(":") else summary))  # "...:" opens a list
     return rows
+
+
+def _one_line(text: str) -> str:
+    """A paragraph that wraps over several source lines, as one line."""
+    return " ".join(text.split())
 
 
 def markdown_table(rows: list[dict[str, str]] | list[tuple], header: list[str]) -> str:

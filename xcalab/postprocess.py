@@ -1,6 +1,6 @@
 """Post-processing: from per-point head outputs to segments, the best segment per class, and keyframes.
 
-The detector scores every point of every pyramid level (spec sta-ipcon.md Sec. 3.11). Turning those
+The detector scores every point of every pyramid level. Turning those
 scores into the two actions of a cine and then into three keyframes takes six steps, each a function
 below:
 
@@ -70,7 +70,7 @@ NMS_LENGTH_EPS = 1e-6
 
 @dataclass(frozen=True)
 class PostprocessConfig:
-    """Post-processing settings; the defaults are the reference's (spec sta-ipcon.md Sec. 1.2, test_cfg).
+    """Post-processing settings; the defaults are the reference configuration's ``test_cfg``.
 
     pre_nms_thresh    keep (point, class) entries with probability above this
     pre_nms_topk      then at most this many per pyramid level

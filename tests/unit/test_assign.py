@@ -1,4 +1,4 @@
-"""Label assignment (spec Sec. 3.7): hand-worked cases for levels, centre region, ranges, ties, padding."""
+"""Label assignment (ActionFormer's): hand-worked cases for levels, centre region, ranges, ties, padding."""
 
 import pytest
 import torch

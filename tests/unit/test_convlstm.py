@@ -37,7 +37,7 @@ def naive_convlstm(model: ConvLSTM, x: torch.Tensor) -> torch.Tensor:
 def test_reference_architecture():
     model = ConvLSTM()
     assert [cell.hidden_channels for cell in model.cells] == [8, 8, 1]
-    # gates: (1+8)->32, (8+8)->32, (8+1)->4, all 3x3 with bias: 2624 + 4640 + 328 (spec: about 7.6 k)
+    # gates: (1+8)->32, (8+8)->32, (8+1)->4, all 3x3 with bias: 2624 + 4640 + 328 (the reference's: about 7.6 k)
     assert sum(p.numel() for p in model.parameters()) == 7592
 
 

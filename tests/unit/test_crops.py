@@ -1,4 +1,4 @@
-"""Training crops (spec Sec. 2.4): the window rules on hand-made cases, and determinism."""
+"""Training crops (ActionFormer's ``truncate_feats``): the window rules on hand-made cases, and determinism."""
 
 import torch
 

@@ -32,9 +32,9 @@ def test_wrong_window_is_refused():
 
 
 def test_sizes_small_default_and_paper():
-    assert 0.5e6 < count_parameters(SVSNet(SIZES["small"])) < 0.8e6  # spec Sec. 6.2: ~0.64 M
+    assert 0.5e6 < count_parameters(SVSNet(SIZES["small"])) < 0.8e6  # SVS-Net-small, 4 levels of base 8: ~0.64 M
     paper = SVSNet(SIZES["paper"])
-    assert abs(count_parameters(paper) - 10.19e6) < 0.05e6  # spec: ~10.19 M (we drop biases before BN)
+    assert abs(count_parameters(paper) - 10.19e6) < 0.05e6  # the released model: ~10.19 M (we drop biases before BN)
     assert len(paper.encoders) == 6 and paper.config.channels == (8, 16, 32, 64, 128, 256)
 
 

@@ -1,4 +1,4 @@
-"""GAF's generative frame attention: lambda head, CVAE, losses, attended features (seed paper 002, spec Sec. 3)."""
+"""GAF's generative frame attention: lambda head, CVAE, losses, attended features (seed paper 002, released code)."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Focal loss, DIoU loss, the loss normaliser and the batch loss (spec Sec. 3.8): hand values and padding."""
+"""Focal loss, DIoU loss, the loss normaliser and the batch loss (ActionFormer's): hand values and padding."""
 
 import math
 

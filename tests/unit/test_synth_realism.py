@@ -1,4 +1,4 @@
-"""XCA-Synth realism: the Sec. 5.3 proxy statistics on synthetic and real cines."""
+"""XCA-Synth realism: the proxy statistics of ``realism.py`` on synthetic and real cines."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ MAY_MISS = {
 
 @pytest.fixture(scope="module")
 def default_cines():
-    """Two default cines at the spec's 512^2 (left and right tree), at 7.5 fps to keep them short."""
+    """Two default cines at the real exports' 512^2 (left and right tree), at 7.5 fps to keep them short."""
     return [simulate_sequence((0, i), image_size=512, fps=7.5, tree=("left", "right")[i]) for i in range(2)]
 
 
@@ -44,7 +44,7 @@ def test_default_knobs_land_inside_the_targets(default_cines):
         value = float(np.nanmean([s.get(name, np.nan) for s in stats]))
         if np.isfinite(value) and not lo * 0.9 <= value <= hi * 1.1:  # 10 % slack: two cines, not a population
             outside[name] = round(value, 3)
-    assert set(outside) <= set(MAY_MISS), f"outside the Sec. 5.3 targets: {outside}"
+    assert set(outside) <= set(MAY_MISS), f"outside the realism targets: {outside}"
 
 
 def test_statistics_respond_to_the_knobs():
@@ -62,10 +62,10 @@ def test_the_same_code_measures_the_real_cine_like_the_spec_did():
     from xcalab.data.io import read_dicom
 
     stats = realism_statistics(read_dicom(REAL))
-    assert 0.045 <= stats["vessel_index_peak"] <= 0.066  # Sec. 3.4 (measured on real cines)
-    assert 21 <= stats["local_contrast"] <= 36  # Sec. 2.3
-    assert 2.0 <= stats["noise_fwhm_px"] <= 3.6  # Rubo: 3.3 px (Sec. 2.2)
-    assert 0.27 <= stats["lowrank_top1"] <= 0.46  # Sec. 5.3
+    assert 0.045 <= stats["vessel_index_peak"] <= 0.066  # measured on real cines
+    assert 21 <= stats["local_contrast"] <= 36  # measured on real exports
+    assert 2.0 <= stats["noise_fwhm_px"] <= 3.6  # this cine (Rubo): 3.3 px, measured
+    assert 0.27 <= stats["lowrank_top1"] <= 0.46  # measured on real cines
     assert np.isnan(stats["start_to_apex_s"])  # no truth
 
 

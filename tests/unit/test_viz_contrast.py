@@ -31,23 +31,35 @@ def _maps(t: int = 6, s: int = 16) -> np.ndarray:
 # --------------------------------------------------------------------------------------------------
 
 
+def _colour_bars(fig):
+    return [ax for ax in fig.axes if getattr(ax, "_colorbar", None) is not None]
+
+
 def test_foreground_background_grid_draws_the_maps_given():
     frames, y, a = _maps(), _maps(), 0.5 + 0.01 * _maps()
     fg, bg = y * a, y * (1 - a)
     fig = vz.plot_foreground_background(frames, fg, bg, steps=[1, 4], centres=np.arange(6) * 4 + 2)
-    assert isinstance(fig, Figure) and len(fig.axes) == 6  # 3 rows (frame, fg, bg) x 2 steps
+    assert isinstance(fig, Figure) and len(fig.axes) == 7  # 3 rows (frame, fg, bg) x 2 steps, one colour bar
     assert fig.axes[0].get_title() == "step 1\nframe 6" and fig.axes[1].get_title() == "step 4\nframe 18"
     np.testing.assert_array_equal(fig.axes[2].images[0].get_array(), fg[1])  # row 2, column 1
     np.testing.assert_array_equal(fig.axes[5].images[0].get_array(), bg[4])
-    # foreground and background share one colour scale, so their brightness compares
+    # foreground and background share one colour scale and its bar, so their brightness compares
     assert fig.axes[2].images[0].get_clim() == fig.axes[4].images[0].get_clim()
+    (bar,) = _colour_bars(fig)
+    assert bar._colorbar.mappable.get_clim() == fig.axes[2].images[0].get_clim()
 
     with_a = vz.plot_foreground_background(frames, fg, bg, steps=[0, 2, 5], attention=a)
-    assert len(with_a.axes) == 12
+    assert len(with_a.axes) == 14  # 4 rows x 3 steps, a bar for A and one for the maps
     image = with_a.axes[3].images[0]  # the attention row, first column
     np.testing.assert_array_equal(image.get_array(), a[0])
-    assert image.get_clim() == pytest.approx((a[[0, 2, 5]].min(), a[[0, 2, 5]].max()))  # stretched to its range
+    assert image.get_clim() == (0.0, 1.0)  # a gate: on its declared range, never stretched
     assert "attention A" in with_a.axes[3].get_ylabel()
+    # This A spans 0.01: the row's title says it is nearly flat, with its range.
+    assert with_a.axes[3].get_title(loc="left").startswith("⚠ nearly flat: range 0.0")
+    bars = _colour_bars(with_a)
+    assert len(bars) == 2 and bars[0]._colorbar.mappable.get_clim() == (0.0, 1.0)
+    varied = vz.plot_foreground_background(frames, fg, bg, steps=[0, 2, 5], attention=_maps())
+    assert varied.axes[3].get_title(loc="left") == ""
 
 
 @pytest.mark.parametrize("change", ["short background", "bad step", "flat frames", "centres"])
@@ -211,8 +223,8 @@ def test_patch_and_responses_panels():
     maps, responses, frames = _maps(8), _maps(8), _maps(8, 32)
     fig = vz.plot_patch_and_responses(maps, responses, (6, 9), steps=[2, 7], frames=frames,
                                       centres=np.arange(8) * 4 + 2)
-    assert len(fig.axes) == 9  # 3 rows (frame, input, response) x (step 0 + 2 steps)
-    grid = np.array(fig.axes).reshape(3, 3)
+    assert len(fig.axes) == 11  # 3 rows (frame, input, response) x (step 0 + 2 steps), 2 colour bars
+    grid = np.array(fig.axes[:9]).reshape(3, 3)
     np.testing.assert_array_equal(grid[2, 0].images[0].get_array(), maps[0, 4:9, 7:12])  # the kernel
     np.testing.assert_array_equal(grid[2, 2].images[0].get_array(), responses[7])
     np.testing.assert_array_equal(grid[1, 1].images[0].get_array(), maps[2])
@@ -220,7 +232,10 @@ def test_patch_and_responses_panels():
     assert box.get_xy() == (6.5, 3.5) and box.get_width() == 5  # columns 7..11, rows 4..8
     assert grid[0, 1].get_title() == "step 2 · frame 10"
     assert grid[2, 1].images[0].get_clim() == grid[2, 2].images[0].get_clim()  # responses share a scale
-    assert len(vz.plot_patch_and_responses(maps, responses, (2, 2), steps=[1]).axes) == 4
+    bars = [ax._colorbar.mappable.get_clim() for ax in _colour_bars(fig)]
+    assert bars == [grid[1, 1].images[0].get_clim(), grid[2, 1].images[0].get_clim()]  # input, response
+    assert bars[1] == (0.0, float(responses[[2, 7]].max()))
+    assert len(vz.plot_patch_and_responses(maps, responses, (2, 2), steps=[1]).axes) == 6
     with pytest.raises(ValueError):
         vz.plot_patch_and_responses(maps, responses[:, :8], (6, 9), steps=[1])
     with pytest.raises(ValueError):

@@ -18,12 +18,19 @@ def _close():
     plt.close("all")
 
 
+def _bar_limits(fig):
+    """The colour limits of each colour bar of a figure."""
+    return [ax._colorbar.mappable.get_clim() for ax in fig.axes if getattr(ax, "_colorbar", None) is not None]
+
+
 def test_plot_window_panels():
     frames, pred = RNG.random((4, 16, 16)), RNG.random((32, 32))
     fig = vz.plot_window(frames, pred, truth=RNG.random((16, 16)))
-    assert isinstance(fig, Figure) and len(fig.axes) == 6
+    assert isinstance(fig, Figure) and len(fig.axes) == 7  # 6 panels and the maps' colour bar
     assert fig.axes[2].get_title() == "frame 3 (target)" and fig.axes[5].get_title() == "true vessel map"
-    assert len(vz.plot_window(frames, pred).axes) == 5
+    assert [ax.images[0].get_clim() for ax in fig.axes[4:6]] == [(0.0, 1.0)] * 2  # probabilities: fixed (0, 1)
+    assert _bar_limits(fig) == [(0.0, 1.0)]
+    assert len(vz.plot_window(frames, pred).axes) == 6
 
 
 @pytest.mark.parametrize("frames, pred", [(np.zeros((3, 8, 8)), np.zeros((8, 8))),
@@ -50,8 +57,9 @@ def test_plot_extractor_scores_one_bar_per_score_and_set():
 def test_plot_prediction_vs_truth_grid():
     frames, pred, truth = RNG.random((5, 16, 16)), RNG.random((5, 32, 32)), RNG.random((5, 16, 16))
     fig = vz.plot_prediction_vs_truth(frames, pred, truth, indices=[0, 2, 4], titles=["a", "b", "c"])
-    assert len(fig.axes) == 9 and fig.axes[1].get_title() == "b"
-    assert len(vz.plot_prediction_vs_truth(frames, pred).axes) == 10  # 2 rows x all 5 columns
+    assert len(fig.axes) == 10 and fig.axes[1].get_title() == "b"  # 3 x 3 panels and a colour bar
+    assert {ax.images[0].get_clim() for ax in fig.axes[3:9]} == {(0.0, 1.0)} and _bar_limits(fig) == [(0.0, 1.0)]
+    assert len(vz.plot_prediction_vs_truth(frames, pred).axes) == 11  # 2 rows x all 5 columns, a colour bar
     with pytest.raises(ValueError):
         vz.plot_prediction_vs_truth(frames, pred[:4])
     with pytest.raises(ValueError):
@@ -79,9 +87,10 @@ def test_plot_feature_curves_lines_and_keyframes():
 def test_plot_feature_strip_maps():
     features = RNG.random((12, 64 * 64)).astype(np.float32)
     fig = vz.plot_feature_strip(features, n=4, centres=np.arange(12) * 4 + 2, fps=15.0)
-    assert len(fig.axes) == 4 and fig.axes[0].images[0].get_array().shape == (64, 64)
-    assert fig.axes[-1].get_title().startswith("row 11\nframe 46")
-    assert len(vz.plot_feature_strip(features[:2], n=8).axes) == 2
+    assert len(fig.axes) == 5 and fig.axes[0].images[0].get_array().shape == (64, 64)
+    assert fig.axes[3].get_title().startswith("row 11\nframe 46")
+    assert _bar_limits(fig) == [(0.0, float(features.max()))]  # one scale for every row, and its bar
+    assert len(vz.plot_feature_strip(features[:2], n=8).axes) == 3
     for bad in (features[0], RNG.random((3, 100 + 1))):
         with pytest.raises(ValueError):
             vz.plot_feature_strip(bad)

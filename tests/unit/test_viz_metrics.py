@@ -59,7 +59,7 @@ def _area(ax) -> float:
 
 
 def test_ranked_list_area_is_the_ap_of_xcalab_metrics():
-    # The evaluator spec's case A at tIoU 0.5: T F T F T with 3 positives -> AP 34/45.
+    # AP test vector A (ActivityNet evaluator rules) at tIoU 0.5: T F T F T with 3 positives -> AP 34/45.
     gt = [GroundTruth("A", 0, 0, 10), GroundTruth("A", 0, 20, 30), GroundTruth("B", 0, 5, 15)]
     dets = [Detection("A", 0, 1, 10, 0.9), Detection("A", 0, 0, 9, 0.8), Detection("B", 0, 5, 12, 0.7),
             Detection("C", 0, 0, 5, 0.6), Detection("A", 0, 21, 29, 0.5)]

@@ -192,7 +192,10 @@ def test_plot_attention_matrices_grid_images_and_keyframes():
     assert np.array_equal(np.ma.getmaskarray(shown), np.abs(t[:, None] - t[None, :]) > 2)
     assert np.allclose(shown.filled(0.0), expected) and np.allclose(shown.sum(1), 1.0)
     assert len(panel.lines) == 6  # 3 keyframes, row and column each
+    assert panel.images[0].get_clim() == (0.0, 1.0)
+    assert list(panel.get_xticks()) == list(range(0, 12, 2)) == list(panel.get_yticks())  # step ticks, <= 8 each
     level1 = fig.axes[4]
+    assert list(level1.get_xticks()) == list(range(6))
     assert [line.get_xdata()[0] for line in level1.lines[::2]] == [0.5, 2.0, 5.0]  # steps / 2
     assert "level 1" in level1.get_ylabel()
     one_head = vz.plot_attention_matrices(attention, 2, heads=[1])
@@ -212,13 +215,16 @@ def test_plot_dense_vs_local_panels():
     _, dense = probe.dense_attention(q, k, v, mask, mask)
     _, local = probe.dense_attention(q, k, v, mask, mask, half_window=1)
     fig = vz.plot_dense_vs_local(dense[0, 0], local[0, 0], 1, output_gaps={0: 0.5, 3: 0.2, 7: 0.0})
-    assert len(fig.axes) == 4
+    assert len(fig.axes) == 5  # 4 panels and the matrices' colour bar
+    assert [ax.images[0].get_clim() for ax in fig.axes[:2]] == [(0.0, 1.0)] * 2  # weights on (0, 1)
+    assert fig.axes[4]._colorbar.mappable.get_clim() == (0.0, 1.0)
+    assert list(fig.axes[0].get_xticks()) == list(range(8)) == list(fig.axes[1].get_yticks())  # step ticks
     assert np.allclose(fig.axes[0].images[0].get_array(), dense[0, 0].numpy())
     t = np.arange(8)
     outside = np.where(np.abs(t[:, None] - t[None, :]) <= 1, 0, dense[0, 0].numpy()).sum(1)
     assert np.allclose([p.get_height() for p in fig.axes[2].patches], outside)
     assert list(fig.axes[3].lines[0].get_ydata()) == [0.5, 0.2, 0.0]
-    assert len(vz.plot_dense_vs_local(dense[0, 0], local[0, 0], 1).axes) == 3
+    assert len(vz.plot_dense_vs_local(dense[0, 0], local[0, 0], 1).axes) == 4
     with pytest.raises(ValueError):
         vz.plot_dense_vs_local(dense[0, 0], local[0, 0, :4], 1)
 

@@ -42,7 +42,9 @@ def test_contrast_curves_mark_the_keyframes(seq):
 def test_strip_motion_and_real_vs_synth(seq):
     strip = vz.plot_synth_strip(seq, n=5)
     spread = {13, 26}  # n=5: the 3 keyframes + 2 frames spread over 40
-    assert len(strip.axes) == 2 * len({*seq.truth.keyframes, *spread})
+    assert len(strip.axes) == 2 * len({*seq.truth.keyframes, *spread}) + 1  # and the maps' colour bar
+    (bar,) = [ax for ax in strip.axes if getattr(ax, "_colorbar", None) is not None]
+    assert bar._colorbar.mappable.get_clim() == (0.0, 1.0) and bar.get_ylabel() == "vessel opacity"
     assert isinstance(vz.plot_motion(seq), Figure)
     fig, ax = plt.subplots()
     assert vz.plot_motion_curves(seq, ax=ax) is fig

@@ -24,7 +24,7 @@ last frame, so the two actions stop at the cine's borders) or "no_contrast" (no 
 The detector does not see frames but **feature steps**: step k reads the frames [s*k, s*k + w) (stride s,
 window w; the paper uses s = w = 4) and sits at their centre, frame s*k + w/2. ``FeatureGrid`` is the one
 place where frames, seconds and grid positions are converted into each other. The reference code drops the
-+w/2 when it turns ground truth back into keyframes (spec sta-ipcon.md Sec. 2.3), which costs every
++w/2 when it turns ground truth back into keyframes, which costs every
 prediction 2 frames of average deviation; ``paper_compatible=True`` reproduces that.
 """
 

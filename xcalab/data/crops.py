@@ -1,4 +1,4 @@
-"""Training crops: the reference's random truncation of a feature sequence (spec Sec. 2.4).
+"""Training crops: the reference's random truncation of a feature sequence.
 
 Every training video is cut to a random window before it is batched (ActionFormer's ``truncate_feats``,
 kept unchanged by STA-IPCon). The rules, for a sequence of L feature steps:

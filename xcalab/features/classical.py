@@ -1,7 +1,7 @@
 """Vessel maps without learning: Frangi vesselness, raw intensity, and the simulator's truth (the oracle).
 
-Spec: xca-simulation.md Sec. 6.1. These are the baselines of the learned extractor, with the same contract:
-one map per frame, [N, H, W] -> [N, H, W], larger where there is more opacified vessel.
+These are the baselines of the learned extractor, with the same contract: one map per frame, [N, H, W] ->
+[N, H, W], larger where there is more opacified vessel.
 
 **Frangi** (Frangi et al., MICCAI 1998). At scale sigma, the Hessian of the Gaussian-smoothed image has
 eigenvalues ordered |l1| <= |l2|. A dark tube on a bright background is flat along the tube (l1 ~ 0) and

@@ -1,4 +1,4 @@
-"""Feature export: a cine -> one (T, 4096) array, the keyframe detector's input (spec sta-ipcon.md Sec. 2.2-2.3).
+"""Feature export: a cine -> one (T, 4096) array, the keyframe detector's input (the reference's feature files).
 
 The detector never sees frames. It sees one 64 x 64 vessel map per **feature step**: step k reads the 4
 frames [s*k, s*k + 4) (stride s = 4 in the paper; 1 and 2 give the overlapping windows of its Table VI) and

@@ -1,6 +1,7 @@
 """SVS-Net: sequential vessel segmentation from four consecutive frames (Hao et al., Neural Networks 2020).
 
-Spec: xca-simulation.md Sec. 6.2 (the released Keras model, read layer by layer) and Sec. 6.3.
+Source: the authors' released Keras code (GitHub ``Binjie-Qin/SVS-net``, ``get_unet3D_new_4_fram_2_new``), read
+layer by layer.
 
 A single frame cannot tell an opacified artery from a rib edge or the catheter; four frames can, because
 only the artery fills and empties. SVS-Net reads a window of 4 consecutive frames (t-2, t-1, t, t+1) and
@@ -78,7 +79,7 @@ class SVSNetConfig:
         return dataclasses.asdict(self)
 
 
-#: Named sizes: "small" is the CPU default, "paper" the released model (Sec. 6.2 table).
+#: Named sizes: "small" is the CPU default (~0.64 M parameters), "paper" the released model (~10.19 M).
 SIZES: dict[str, SVSNetConfig] = {
     "tiny": SVSNetConfig(levels=4, base=4),
     "small": SVSNetConfig(levels=4, base=8),

@@ -1,4 +1,4 @@
-"""Training SVS-Net on XCA-Synth's opacified-vessel maps, and the extractor it produces (spec xca-simulation.md Sec. 6.3).
+"""Training SVS-Net on XCA-Synth's opacified-vessel maps, and the extractor it produces.
 
 The data are free: XCA-Synth renders cines with the exact opacified-vessel map of every frame (0 where there
 is no iodine, up to 1 where the lumen is fully opacified; catheter, ribs and blush are not vessel). One

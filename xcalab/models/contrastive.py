@@ -10,12 +10,13 @@ vessels are sure to be filled), both maps go through one shared projection g (Li
 256, no non-linearity) and a soft-nearest-neighbour loss (eq. 10) pulls the foreground vectors
 together and pushes them away from the background vectors. In the reference this loss is added only in
 epochs 0, 2, 4, 6 and 8 of 50 (every even epoch if the patchwise projection is off), with weight 1; that
-schedule belongs to training (spec sta-ipcon.md Sec. 3.2).
+schedule belongs to training (``TrainConfig.contrast_epochs``).
 
 Patchwise projection. A 5 x 5 patch of the gated features at step 0 (before the contrast agent
 arrives, so it holds background only) is used as a correlation kernel over every step's map; a ReLU
 follows. Vessel-rich patches answer strongly, background weakly. There is no loss and nothing to learn:
-the projection is a fixed-form filter, and it replaces the features (spec Sec. 3.3 and 5.2 item 6).
+the projection is a fixed-form filter, and it replaces the features (as in the reference code;
+the paper's "projection into different latent spaces" is only implicit in this filtering).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def soft_nearest_neighbour_loss(foreground: Tensor, background: Tensor, temperat
 def sample_near_apex(
     segments: Tensor, labels: Tensor, length: int, generator: torch.Generator | None = None
 ) -> Tensor:
-    """One random step per segment, from the half of the segment next to the apex (spec Sec. 3.2).
+    """One random step per segment, from the half of the segment next to the apex (as the reference draws it).
 
     segments   (N, 2) [start, end] in feature-grid steps (relative to the crop in training)
     labels     (N,) class ids: 0 = filling [start, apex], anything else = disappearing [apex, end]

@@ -10,7 +10,7 @@ four gates at once (the reference's formulation, which has no peephole terms W_c
 
 Layers are stacked: layer l+1 reads layer l's hidden maps. The STA-IPCon reference uses three layers
 with 8, 8 and 1 hidden channels, 3 x 3 kernels, zero initial state, and returns the last layer's hidden
-maps (spec sta-ipcon.md Sec. 3.1).
+maps.
 
 The time recurrence is the one per-step Python loop of the model. The input is split into per-step
 tensors once (``unbind``), so each step's backward touches only its own slice: backward time grows

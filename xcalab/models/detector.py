@@ -1,6 +1,6 @@
 """The keyframe detector: STA-IPCon, and the ActionFormer baseline when every switch is off.
 
-Data flow (seed paper Fig. 2; spec sta-ipcon.md Sec. 3.0), for a batch of B feature sequences:
+Data flow (seed paper Fig. 2, as the reference code runs it), for a batch of B feature sequences:
 
     X (B, 4096, T) --long-term attention--> X1 = X * (1 + A)          A from TA (ConvLSTM), SA or STA
          |                                   Y = X + TA(X)

@@ -1,4 +1,4 @@
-"""GAF: generative frame attention in front of the detector (Wang et al., seed paper 002; spec Sec. 3).
+"""GAF: generative frame attention in front of the detector (Wang et al., seed paper 002, and its released code).
 
 GAF learns a soft mask lambda over the features and asks two things of it. Eq. 2-4 of the paper:
 
@@ -30,7 +30,7 @@ X in front of the detector, as it sits on the backbone features in front of AFSD
       +--ConditionalVAE (x, lambda)---+--> X_hat, mu, log sigma^2    (CVAE phase: cvae_loss)
                    decoder (lambda + eps, lambda) --> X_hat          (detector phase: L_recon)
 
-Training alternates within every epoch (spec Sec. 3.4):
+Training alternates within every epoch (the released code's ``run_one_epoch``):
 
 1. CVAE phase: one pass over the training set that optimises only the CVAE (``cvae_parameters()``) with
    L_cvae = mean((X - X_hat)^2) + 0.1 KL(N(mu, sigma^2) || N(lambda, I)) (``cvae_step_loss``; lambda is
@@ -143,7 +143,7 @@ def _mean_over_valid_steps(h: Tensor, mask: Tensor) -> Tensor:
 
 
 class FrameAttention(nn.Module):
-    """The lambda head (spec Sec. 3.1): a soft mask in (0, 1) per feature and step, seeing the whole cine.
+    """The lambda head (as in the released code): a soft mask in (0, 1) per feature and step, seeing the whole cine.
 
     feature_dim   D, features per step (64 x 64 = 4096)
     hidden        width of the hidden layers (default 256)
@@ -217,7 +217,7 @@ def _valid_step_noise(mask: Tensor, like: Tensor, generator: torch.Generator | N
 
 
 class ConditionalVAE(nn.Module):
-    """The frame-level generative model p(f_t | lambda_t) of eqs. 5-9 (spec Sec. 3.2), per step.
+    """The frame-level generative model p(f_t | lambda_t) of eqs. 5-9 (the released code's CVAE), per step.
 
     feature_dim   D, features per step (the latent has D dimensions too: prior N(lambda_t, I))
     hidden        width of the hidden layers (default 256)
@@ -271,7 +271,7 @@ class ConditionalVAE(nn.Module):
     def reconstruct_from_attention(
         self, lam: Tensor, mask: Tensor, generator: torch.Generator | None = None
     ) -> Tensor:
-        """The "inference mode" of spec Sec. 3.2 (eq. 15): z = lambda + eps, from the prior; x_hat = Dec(z, lambda).
+        """The released code's "inference mode" (eq. 15): z = lambda + eps, from the prior; x_hat = Dec(z, lambda).
 
         lam (B, D, T), mask (B, T) -> x_hat (B, D, T), 0 at padded steps. The gradient reaches lambda
         through z and the condition: this is what trains the lambda head in the detector phase.
@@ -307,7 +307,7 @@ def cvae_loss(
     mask: Tensor,
     kl_weight: float = 0.1,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """L_cvae of eq. 7 as the released code computes it: recon + kl_weight * KL (spec Sec. 3.2).
+    """L_cvae of eq. 7 as the released code computes it: recon + kl_weight * KL.
 
     x, recon, mu, logvar, lam   (B, D, T): features, x_hat, mu, log sigma^2 and lambda
     mask                        (B, T) bool; padded steps never count
@@ -331,7 +331,7 @@ def cvae_loss(
 def reconstruction_weight(epoch: int, max_epoch: int, final: float = 0.5) -> float:
     """The weight of L_recon in the detector phase, ramped with training: epoch / max_epoch * final.
 
-    Released code: final 0.5 (spec Sec. 3.3), epochs counted from 0, so the first epoch adds no L_recon.
+    Released code: final 0.5, epochs counted from 0, so the first epoch adds no L_recon.
     """
     if max_epoch <= 0:
         raise ValueError(f"max_epoch must be positive, got {max_epoch}")
@@ -353,7 +353,7 @@ def attended_features(
     x, lam     (B, D, T) features and lambda
     mask       (B, T) bool; both outputs are 0 at padded steps, and padded steps never enter s
     normalise  "batch"  s_fg = sum of lambda, s_bg = sum of 1 - lambda, ONE scalar each over every valid
-                        element of the batch, as the released code (spec Sec. 3.1). Hazard: the features'
+                        element of the batch, as the released code. Hazard: the features'
                         scale then depends on how many videos and steps the batch holds.
                "video"  (default) s_fg = mean of lambda, s_bg = mean of 1 - lambda over the video's valid
                         elements, per video: batch-independent, and the features stay on x's scale
@@ -467,7 +467,7 @@ class GenerativeAttention(nn.Module):
     ) -> tuple[Tensor, dict[str, Tensor]]:
         """L_cvae of one batch in the CVAE phase: x (B, D, T), mask (B, T) -> (loss, {"recon", "kl"}).
 
-        lambda is computed without gradient: in this phase only the CVAE learns (spec Sec. 3.4).
+        lambda is computed without gradient: in this phase only the CVAE learns (the released code's first pass).
         """
         with torch.no_grad():
             lam = self.lambda_head(x, mask)

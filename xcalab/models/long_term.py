@@ -5,8 +5,8 @@ map with an attention map A_t in (0, 1) and keeps the input as a residual (eq. 6
 
     out_t = X_t + X_t * A_t = X_t * (1 + A_t)
 
-What A is depends on ``mode``; this is what the STA-IPCon reference computes (spec sta-ipcon.md
-Sec. 3.1 and 5.2 item 5), which differs from the printed eq. 6 in two places noted below:
+What A is depends on ``mode``; this is what the STA-IPCon reference code computes, which differs from the
+printed eq. 6 in two places noted below:
 
     none   out = X                                      (no attention, ActionFormer's input)
     TA     A = sigmoid(TA(X))                           (eq. 6 prints X + sigmoid(TA(X)), no product)
@@ -24,7 +24,7 @@ Padding. Videos are batched left-aligned and right-padded, with a validity mask.
 steps stay out of everything: the ConvLSTM skips them, SA's BatchNorm computes its batch statistics
 from valid maps only, and TA = A = 0 at padded steps, so valid outputs do not depend on padding.
 ``bn_over_padding=True`` reproduces the reference, where padded (zero) maps run through the ConvLSTM
-and SA like real ones and enter BatchNorm's statistics (spec Sec. 5.2 item 11).
+and SA like real ones and enter BatchNorm's statistics.
 """
 
 from __future__ import annotations

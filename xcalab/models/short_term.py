@@ -1,7 +1,7 @@
 """Short-term attention: a local-window transformer pyramid over the feature steps (Sec. III-D, eqs. 7-8).
 
 This is ActionFormer's ConvTransformer backbone, the "(2, 2, 5)" architecture the reference uses
-(spec sta-ipcon.md Sec. 3.4-3.5, actionformer-gaf-evaluator.md Sec. 1.2):
+(ActionFormer's ``LocPointTransformer`` backbone, as released):
 
     (B, 4096, T) --TemporalConvEmbedding--> (B, C, T)          2 x [Conv1d k3 (no bias), LN, ReLU]
                  --2 stem TransformerBlocks (stride 1)--------> level 0         (T)

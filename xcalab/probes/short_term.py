@@ -195,7 +195,7 @@ def time_attention(
     "megabytes": tensor storage one call allocates (``allocated_megabytes``)}.
 
     A measurement on the current machine, for a teaching figure: wall times suffer when other programs
-    share the CPU, and timings the project quotes belong in ``benchmarks/`` (DESIGN.md), not here.
+    share the CPU, and timings the project quotes belong in ``benchmarks/``, not here.
     """
     if not steps or min(steps) < 1 or repeats < 1:
         raise ValueError(f"need steps >= 1 and repeats >= 1, got steps={list(steps)}, repeats={repeats}")

@@ -1,9 +1,9 @@
 """Training: targets, losses, optimisation and the loop of the detector (ActionFormer's recipe, kept by STA-IPCon).
 
-- ``assign``       which pyramid point learns which action: centre sampling and regression ranges (spec Sec. 3.7)
+- ``assign``       which pyramid point learns which action: centre sampling and regression ranges (ActionFormer's)
 - ``losses``       sigmoid focal loss, 1-D DIoU loss, the moving-average normaliser and the loss of one
-                   training step (spec Sec. 3.8)
-- ``optim``        AdamW with the reference's decay groups, warm-up + cosine per iteration, model EMA (Sec. 3.10)
+                   training step (ActionFormer's)
+- ``optim``        AdamW with the reference's decay groups, warm-up + cosine per iteration, model EMA
 - ``distributed``  several processes under torchrun: collectives with gradients, global BatchNorm
 - ``checkpoint``   the run's files: checkpoints, weights, RNG states, the run log and lock, the resume check
 - ``loop``         ``train()``: build, resume, one epoch, select and save (the extension point: ``DetectionTask``)

@@ -1,4 +1,4 @@
-"""Label assignment: which pyramid point learns which ground-truth action (ActionFormer, spec Sec. 3.7).
+"""Label assignment: which pyramid point learns which ground-truth action (ActionFormer's rules).
 
 The detector predicts, at every point of every pyramid level, two class probabilities and two distances
 (to the action's start and end). Training needs a target for each of those predictions. ActionFormer
@@ -136,7 +136,7 @@ def assign_targets(
     n_classes: int = 2,
     centre_radius: float = CENTRE_RADIUS,
 ) -> AssignedTargets:
-    """Centre-sampling label assignment for a padded batch (spec Sec. 3.7).
+    """Centre-sampling label assignment for a padded batch (ActionFormer's, unchanged by STA-IPCon).
 
     Args:
         points: the pyramid's points, [P] each.

@@ -1,6 +1,6 @@
 """The training loop of the keyframe detector: ``train()`` reads top to bottom, one short function per stage.
 
-**One training step** (spec sta-ipcon.md Sec. 3.8-3.10), for a batch of cropped videos padded to
+**One training step** (the reference's, i.e. ActionFormer's), for a batch of cropped videos padded to
 ``max_seq_len`` steps:
 
     out      = detector(features, mask, segments, labels, contrast=epoch in contrast_epochs)

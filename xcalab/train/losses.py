@@ -1,4 +1,4 @@
-"""Detection losses: sigmoid focal loss, 1-D DIoU loss and the moving-average normaliser (spec Sec. 3.8).
+"""Detection losses: sigmoid focal loss, 1-D DIoU loss and the moving-average normaliser (ActionFormer's).
 
 The detector is trained with two losses over the points of the pyramid (ActionFormer's, kept by
 STA-IPCon):
@@ -52,7 +52,7 @@ from xcalab.models.sparse_spatial_attention import phase_loss
 from xcalab.train.assign import assign_targets, concat_levels, pyramid_points
 from xcalab.train.distributed import Distributed, gather_rows
 
-#: N_0 of the loss normaliser (spec Sec. 3.8).
+#: N_0 of the loss normaliser (ActionFormer's ``init_loss_norm``).
 INIT_LOSS_NORM = 100.0
 
 Reduction = Literal["none", "sum", "mean"]
@@ -170,7 +170,7 @@ def detection_losses(
     reg_weight: float = 1.0,
     label_smoothing: float = 0.0,
 ) -> dict[str, Tensor | int | float]:
-    """The detection loss of one batch: L = FL / N + w DIoU / N over all levels (spec Sec. 3.8).
+    """The detection loss of one batch: L = FL / N + w DIoU / N over all levels (ActionFormer's).
 
     Points are those of ``pyramid_points`` (use ``concat_levels`` on the per-level head outputs).
 

@@ -1,6 +1,6 @@
 """Optimisation: AdamW with two parameter groups, linear warm-up + cosine decay, and a model EMA.
 
-The reference trains STA-IPCon as ActionFormer trains its detector (spec sta-ipcon.md Sec. 3.10):
+The reference trains STA-IPCon as ActionFormer trains its detector:
 
 **AdamW** (lr 1e-4, betas 0.9 / 0.999, eps 1e-8) with weight decay 0.05 on some parameters only:
 

@@ -1,4 +1,14 @@
-"""What every figure module shares: a Figure and Axes to draw into, an image panel without ticks, a grid of maps."""
+"""What every figure module shares: a Figure and Axes to draw into, an image panel without ticks, a grid of maps.
+
+**The map convention** (every figure of maps follows it):
+
+- a map with a declared range is drawn on exactly that range — attention gates and probabilities on (0, 1)
+  (``UNIT_RANGE``), TA on (−1, 1) — never stretched to its own minimum and maximum, so a flat map looks flat;
+- every map figure carries a colour bar (``colour_bar``) that says what the colours mean;
+- a sigmoid gate whose values span less than ``FLAT_GATE`` gets a visible warning in its title
+  (``flat_warning``): on a fixed scale it looks uniform because it is;
+- every temporal matrix (query step × key step) has integer step ticks (``step_ticks``).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +21,38 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from xcalab.data.phases import PHASE_NAMES
+from xcalab.models.maps import UNIT_RANGE  # noqa: F401  (the declared range of gates and probabilities)
 from xcalab.runtime import as_array
 from xcalab.viz.palette import KEYFRAME_COLORS, PHASE_COLORS
+
+#: A gate whose values span less than this is flagged as nearly constant.
+FLAT_GATE = 0.05
+
+
+def colour_bar(fig: Figure, image, axes, label: str = "", fontsize: int = 7):
+    """One colour bar for ``image`` (an AxesImage or ScalarMappable) beside ``axes`` (an Axes or a list)."""
+    axes = list(np.ravel(axes)) if not isinstance(axes, Axes) else axes
+    bar = fig.colorbar(image, ax=axes, fraction=0.03, pad=0.02)
+    if label:
+        bar.set_label(label, fontsize=fontsize + 1)
+    bar.ax.tick_params(labelsize=fontsize)
+    return bar
+
+
+def flat_warning(values, threshold: float = FLAT_GATE) -> str:
+    """"" when ``values`` span at least ``threshold``; else a short warning for a title: the span and "flat"."""
+    values = np.asarray(values, dtype=float)
+    span = float(np.nanmax(values) - np.nanmin(values)) if values.size else 0.0
+    return "" if span >= threshold else f"⚠ nearly flat: range {span:.3f} < {threshold:g}"
+
+
+def step_ticks(ax: Axes, n_rows: int, n_cols: int | None = None, max_ticks: int = 8) -> None:
+    """Integer step ticks on both axes of a temporal matrix of ``n_rows`` x ``n_cols`` steps (at most
+    ``max_ticks`` per axis, always including step 0)."""
+    for axis, n in ((ax.yaxis, n_rows), (ax.xaxis, n_rows if n_cols is None else n_cols)):
+        every = max(1, int(np.ceil(n / max_ticks)))
+        axis.set_ticks(np.arange(0, n, every))
+    ax.tick_params(labelsize=6)
 
 
 def figure_and_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:

@@ -36,7 +36,7 @@ from matplotlib.ticker import MaxNLocator
 
 from xcalab.probes.contrast import Projection2D, patch_of
 from xcalab.runtime import as_array
-from xcalab.viz.common import image_panel
+from xcalab.viz.common import UNIT_RANGE, colour_bar, flat_warning, image_panel
 from xcalab.viz.palette import ACTION_COLORS
 
 #: One colour per side of the contrast, used by every figure here (vessel pixels count as foreground).
@@ -77,9 +77,10 @@ def plot_foreground_background(
     attention    [T, S, S] A, drawn as an extra row when given
     centres      [T] frame index of each step, for the column titles
 
-    Foreground and background share one colour scale (0 to the larger maximum of the shown maps), so their
-    brightness compares directly; A is drawn from its smallest to its largest shown value (its range is in
-    the row label), because a nearly uniform A would otherwise look blank.
+    Foreground and background share one colour scale (0 to the larger maximum of the shown maps) and one
+    colour bar, so their brightness compares directly. A is a sigmoid gate: it is drawn on its declared range
+    (0, 1) with its own colour bar (``viz.common`` map convention), its shown range is in the row label, and a
+    nearly constant A (range < ``FLAT_GATE``) gets a red warning as the row's title: on the fixed scale it looks uniform because it is.
     """
     frames = as_array(frames, 3, "frames", "[T, H, W]")
     rows = {"foreground  Y·A": as_array(foreground, 3, "foreground", "[T, S, S]"),
@@ -93,23 +94,27 @@ def plot_foreground_background(
     if centres is not None and len(centres) != len(frames):
         raise ValueError(f"centres must hold one frame per step ({len(frames)}), got {len(centres)}")
     vmax = max(float(rows[k][idx].max()) for k in rows if k != "attention A") or 1.0
-    fig, axes = plt.subplots(1 + len(rows), len(idx), figsize=(1.55 * len(idx) + 0.8, 1.6 * (1 + len(rows))),
-                             squeeze=False)
+    fig, axes = plt.subplots(1 + len(rows), len(idx), figsize=(1.55 * len(idx) + 1.4, 1.6 * (1 + len(rows))),
+                             squeeze=False, layout="constrained")
     for c, k in enumerate(idx):
         title = f"step {k}" + (f"\nframe {int(centres[k])}" if centres is not None else "")
         image_panel(axes[0, c], frames[k], title, cmap="gray", vmax=1.0)
         for r, (name, maps) in enumerate(rows.items(), start=1):
             if name == "attention A":
-                low, high = float(maps[idx].min()), float(maps[idx].max())
-                image_panel(axes[r, c], maps[k], cmap="viridis", vmin=low, vmax=max(high, low + 1e-6))
+                image_panel(axes[r, c], maps[k], cmap="viridis", vmin=UNIT_RANGE[0], vmax=UNIT_RANGE[1])
             else:
                 image_panel(axes[r, c], maps[k], vmax=vmax)
     _row_label(axes[0, 0], "frame")
     for r, (name, maps) in enumerate(rows.items(), start=1):
         if name == "attention A":
             name += f"\n{float(maps[idx].min()):.3f}–{float(maps[idx].max()):.3f}"
+            warning = flat_warning(maps[idx])
+            if warning:  # above the row, where it is seen first
+                axes[r, 0].set_title(warning, color="tab:red", fontsize=7, loc="left")
+            colour_bar(fig, axes[r, 0].images[0], list(axes[r]), "A")
         _row_label(axes[r, 0], name)
-    fig.tight_layout()
+    first_map_row = 2 if attention is not None else 1
+    colour_bar(fig, axes[first_map_row, 0].images[0], list(axes[first_map_row:].ravel()), "Y·A, Y·(1−A)")
     return fig
 
 
@@ -326,8 +331,9 @@ def plot_patch_and_responses(
     steps       steps to show
     frames      [T, H, W] one frame per step, drawn as a top row when given; centres [T] their frame numbers
 
-    Column 0: (the frame,) the step-0 map with the patch boxed, and the kernel itself, enlarged. Other
-    columns: (the frame,) the input map and the response; inputs share one colour scale, responses another.
+    Column 0: (the frame,) the step-0 map with the patch boxed, and the kernel itself, enlarged (on its own
+    range, written under it). Other columns: (the frame,) the input map and the response; inputs share one
+    colour scale, responses another, each with its colour bar.
     """
     maps = as_array(maps, 3, "maps", "[T, S, S]")
     responses = as_array(responses, 3, "responses", "[T, S, S]")
@@ -340,7 +346,8 @@ def plot_patch_and_responses(
     idx = _steps(steps, len(maps))
     kernel = patch_of(maps[0], centre, patch_size)
     n_rows = 2 + (frames is not None)
-    fig, axes = plt.subplots(n_rows, 1 + len(idx), figsize=(1.6 * (1 + len(idx)) + 0.8, 1.7 * n_rows), squeeze=False)
+    fig, axes = plt.subplots(n_rows, 1 + len(idx), figsize=(1.6 * (1 + len(idx)) + 1.6, 1.7 * n_rows), squeeze=False,
+                             layout="constrained")
     in_max = float(maps[[0, *idx]].max()) or 1.0
     out_max = float(responses[idx].max()) or 1.0
     r0 = 0
@@ -362,7 +369,9 @@ def plot_patch_and_responses(
         image_panel(axes[r0 + 1, c], responses[k], vmax=out_max)
     _row_label(axes[r0, 0], "input X·(1+A)")
     _row_label(axes[r0 + 1, 1], "response ReLU(X ⋆ P)")
-    fig.tight_layout()
+    # Neither has a declared range: one scale per row (0 to its largest shown value), each with its colour bar.
+    colour_bar(fig, axes[r0, 1].images[0], list(axes[r0]), "input")
+    colour_bar(fig, axes[r0 + 1, 1].images[0], list(axes[r0 + 1, 1:]), "response")
     return fig
 
 

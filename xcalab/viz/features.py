@@ -23,6 +23,7 @@ from matplotlib.patches import Rectangle
 
 from xcalab.data.annotations import check_keyframes
 from xcalab.runtime import as_array
+from xcalab.viz.common import colour_bar
 from xcalab.viz.palette import KEYFRAME_COLORS
 
 #: One colour per feature source, used by every curve.
@@ -31,10 +32,11 @@ SOURCE_COLORS = {"learned": "k", "frangi": "tab:purple", "oracle": "tab:orange",
 SCORE_NAMES = ("dice", "soft_dice", "auc")
 
 
-def _image(ax: Axes, image: np.ndarray, title: str, cmap: str = "gray", vmax: float = 1.0) -> None:
-    ax.imshow(image, cmap=cmap, vmin=0.0, vmax=vmax)
+def _image(ax: Axes, image: np.ndarray, title: str, cmap: str = "gray", vmax: float = 1.0):
+    shown = ax.imshow(image, cmap=cmap, vmin=0.0, vmax=vmax)
     ax.set_title(title, fontsize=8)
     ax.set_axis_off()
+    return shown
 
 
 def plot_window(frames4, prediction, truth=None, target_index: int = 2) -> Figure:
@@ -50,16 +52,17 @@ def plot_window(frames4, prediction, truth=None, target_index: int = 2) -> Figur
     maps = [("predicted vessel map", prediction)]
     if truth is not None:
         maps.append(("true vessel map", as_array(truth, 2, "truth", "[H, W]")))
-    fig, axes = plt.subplots(1, 4 + len(maps), figsize=(1.9 * (4 + len(maps)), 2.3), squeeze=False)
+    fig, axes = plt.subplots(1, 4 + len(maps), figsize=(1.9 * (4 + len(maps)) + 0.6, 2.3), squeeze=False,
+                             layout="constrained")
     for k, ax in enumerate(axes[0, :4]):
         _image(ax, frames4[k], f"frame {k + 1}" + (" (target)" if k == target_index else ""))
         if k == target_index:
             h, w = frames4[k].shape
             ax.add_patch(Rectangle((0, 0), w - 1, h - 1, fill=False, lw=3, ec="tab:red"))
     for ax, (title, image) in zip(axes[0, 4:], maps):
-        _image(ax, image, title, cmap="magma")
+        shown = _image(ax, image, title, cmap="magma")
+    colour_bar(fig, shown, list(axes[0, 4:]), "vessel probability")
     fig.suptitle("input: 4 consecutive frames  →  output: vessel map of the third", fontsize=10)
-    fig.tight_layout()
     return fig
 
 
@@ -146,14 +149,17 @@ def plot_prediction_vs_truth(
     titles = [f"#{i}" for i in idx] if titles is None else list(titles)
     if len(titles) != len(idx):
         raise ValueError(f"need one title per column ({len(idx)}), got {len(titles)}")
-    fig, axes = plt.subplots(len(rows), len(idx), figsize=(1.7 * len(idx) + 0.6, 1.75 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), len(idx), figsize=(1.7 * len(idx) + 1.2, 1.75 * len(rows)), squeeze=False,
+                             layout="constrained")
     for c, (i, title) in enumerate(zip(idx, titles)):
         for r, (_, data, cmap) in enumerate(rows):
-            _image(axes[r, c], data[i], title if r == 0 else "", cmap=cmap)
+            shown = _image(axes[r, c], data[i], title if r == 0 else "", cmap=cmap)
+            if r == 1:
+                maps_image = shown
     for r, (name, _, _) in enumerate(rows):
         axes[r, 0].text(-0.08, 0.5, name, transform=axes[r, 0].transAxes, rotation=90, ha="right", va="center",
                         fontsize=9)
-    fig.tight_layout()
+    colour_bar(fig, maps_image, list(axes[1:].ravel()), "vessel probability")  # the map rows: (0, 1)
     return fig
 
 
@@ -216,12 +222,12 @@ def plot_feature_strip(features, n: int = 8, centres=None, fps: float | None = N
         raise ValueError(f"features must be (T >= 1, side**2) and n >= 1, got {features.shape}, n={n}")
     idx = np.unique(np.linspace(0, len(features) - 1, min(n, len(features))).round().astype(int))
     vmax = (float(features.max()) or 1.0) if vmax is None else vmax
-    fig, axes = plt.subplots(1, len(idx), figsize=(1.5 * len(idx) + 0.4, 2.0), squeeze=False)
+    fig, axes = plt.subplots(1, len(idx), figsize=(1.5 * len(idx) + 1.0, 2.1), squeeze=False, layout="constrained")
     for ax, k in zip(axes[0], idx):
         label = f"row {k}"
         if centres is not None:
             label += f"\nframe {int(centres[k])}" + (f" · {centres[k] / fps:.1f}s" if fps else "")
-        _image(ax, features[k].reshape(side, side), label, cmap="magma", vmax=vmax)
+        shown = _image(ax, features[k].reshape(side, side), label, cmap="magma", vmax=vmax)
+    colour_bar(fig, shown, list(axes[0]), "feature value")
     fig.suptitle(f"features {features.shape[0]} × {features.shape[1]}: each row is a {side} × {side} map", fontsize=10)
-    fig.tight_layout()
     return fig

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from xcalab.data.annotations import LABELS
 from xcalab.probes.short_term import band_to_dense, block_level
-from xcalab.viz.common import figure_and_axes
+from xcalab.viz.common import colour_bar, figure_and_axes, step_ticks
 from xcalab.viz.palette import ACTION_COLORS, KEYFRAME_COLORS
 
 #: The colour of each method in the cost plot.
@@ -137,8 +137,7 @@ def plot_attention_matrices(
                     if -0.5 <= position <= steps - 0.5:
                         ax.axvline(position, color=KEYFRAME_COLORS[kf], ls="--", lw=0.9)
                         ax.axhline(position, color=KEYFRAME_COLORS[kf], ls="--", lw=0.9)
-            ax.set_xticks([])
-            ax.set_yticks([])
+            step_ticks(ax, steps)
             if r == 0:
                 ax.set_title(f"head {h}", fontsize=9)
             if c == 0:
@@ -172,15 +171,14 @@ def plot_dense_vs_local(dense, local, half_window: int, output_gaps: Mapping[int
     band = np.abs(t[:, None] - t[None, :]) <= half_window
     outside = np.where(band, 0.0, dense).sum(axis=1)
     n_panels = 4 if output_gaps else 3
-    fig, axes = plt.subplots(1, n_panels, figsize=(3.3 * n_panels, 3.3))
-    vmax = float(max(dense.max(), local.max(), 1e-12))
+    fig, axes = plt.subplots(1, n_panels, figsize=(3.3 * n_panels + 0.6, 3.3), layout="constrained")
     for ax, matrix, title in ((axes[0], dense, "dense: every key"), (axes[1], local, f"local: keys t±{half_window}")):
-        ax.imshow(matrix, cmap="viridis", vmin=0.0, vmax=vmax, interpolation="nearest")
+        image = ax.imshow(matrix, cmap="viridis", vmin=0.0, vmax=1.0, interpolation="nearest")  # weights: (0, 1)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("key step s")
         ax.set_ylabel("query step t")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        step_ticks(ax, steps)
+    colour_bar(fig, image, list(axes[:2]), "attention weight")
     # the band's edges, drawn on the dense matrix
     axes[0].plot(t + half_window + 0.5, t, color="w", lw=0.8, ls=":")
     axes[0].plot(t - half_window - 0.5, t, color="w", lw=0.8, ls=":")
@@ -201,7 +199,6 @@ def plot_dense_vs_local(dense, local, half_window: int, output_gaps: Mapping[int
         axes[3].set_title("outputs agree once the band covers all", fontsize=9)
         axes[3].legend(fontsize=8)
         axes[3].grid(alpha=0.3)
-    fig.tight_layout()
     return fig
 
 

@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 
 from xcalab.data.io import Cine
 from xcalab.data.phases import PHASE_NAMES
-from xcalab.viz.common import figure_and_axes, shade_phases
+from xcalab.viz.common import colour_bar, figure_and_axes, shade_phases
 from xcalab.viz.palette import KEYFRAME_COLORS
 
 
@@ -149,11 +149,12 @@ def plot_synth_strip(seq: Cine, n: int = 6, indices: list[int] | None = None) ->
         spread = np.linspace(0, seq.n_frames - 1, rest + 2)[1:-1] if rest else []
         indices = sorted({*kf, *(int(round(i)) for i in spread)})
     names = {k: name for name, k in zip(("start", "apex", "end"), kf)}
-    fig, axes = plt.subplots(2, len(indices), figsize=(1.7 * len(indices), 3.7), squeeze=False)
+    fig, axes = plt.subplots(2, len(indices), figsize=(1.7 * len(indices) + 0.8, 3.7), squeeze=False,
+                             layout="constrained")
     for j, i in enumerate(indices):
         top, bottom = axes[0, j], axes[1, j]
         top.imshow(seq.frames[i], cmap="gray", vmin=0, vmax=1)
-        bottom.imshow(seq.truth.vessel_maps[i], cmap="magma", vmin=0, vmax=1)
+        vessels = bottom.imshow(seq.truth.vessel_maps[i], cmap="magma", vmin=0, vmax=1)
         title = f"#{i}  {PHASE_NAMES[int(seq.truth.phases[i])]}"
         if i in names:
             title = f"{names[i]} #{i}"
@@ -166,7 +167,7 @@ def plot_synth_strip(seq: Cine, n: int = 6, indices: list[int] | None = None) ->
             a.set_yticks([])
     axes[0, 0].set_ylabel("frame", fontsize=8)
     axes[1, 0].set_ylabel("vessel map", fontsize=8)
-    fig.tight_layout()
+    colour_bar(fig, vessels, list(axes[1]), "vessel opacity")
     return fig
 
 
@@ -244,7 +245,7 @@ def plot_realism_table(rows, ax: Axes | None = None) -> Figure:
         ok_real = np.isfinite(r.real) and r.target[0] <= r.real <= r.target[1]
         colours.append(["white", "white", "#d8f0d8" if r.inside else "#f6d0d0",
                         "white" if not np.isfinite(r.real) else ("#d8f0d8" if ok_real else "#f6d0d0")])
-    table = ax.table(cellText=cells, cellColours=colours, colLabels=["statistic", "target (Sec. 5.3)",
+    table = ax.table(cellText=cells, cellColours=colours, colLabels=["statistic", "target (real XCA)",
                      "XCA-Synth median [min, max]", "real cine"], loc="center", cellLoc="left",
                      colWidths=[0.3, 0.2, 0.34, 0.16])
     table.auto_set_font_size(False)

@@ -1,16 +1,18 @@
 """XCA-Synth: a physically grounded, seeded simulator of X-ray coronary angiography cines with exact truth.
 
-Spec: ``shared/specs/xca-simulation.md`` (source tags [S1]...[S67] in the docstrings refer to its Sec. 9).
+Every number has its provenance beside it: a source tag [S1], [S3], ... (the publications listed, with what
+xcalab takes from each, in ``docs/xca-synth-sources.md``), "measured" (on real clinical XA exports),
+"derived" (computed from sourced numbers or X-ray physics tables) or "assumption".
 The stages, one module each, in the order a cine is made:
 
     params.py     Knobs (difficulty), SimParams (every number of one cine), sample_params(seed, ...)
-    anatomy.py    coronary trees on an ellipsoidal epicardium, the catheter, the C-arm camera      (Sec. 1)
-    dynamics.py   injection, dispersed front, washout, blush; keyframes from the iodine curve      (Sec. 3)
-    motion.py     heartbeat, breathing, table pan                                                 (Sec. 4)
-    imaging.py    log-domain X-ray formation, detector noise, clinical post-processing            (Sec. 2)
+    anatomy.py    coronary trees on an ellipsoidal epicardium, the catheter, the C-arm camera
+    dynamics.py   injection, dispersed front, washout, blush; keyframes from the iodine curve
+    motion.py     heartbeat, breathing, table pan
+    imaging.py    log-domain X-ray formation, detector noise, clinical post-processing
     simulator.py  simulate_sequence / render: the stages put together
     scenarios.py  archive-like cines: natural time scale, 3.5-7 s, truncated or without contrast, with status
-    realism.py    the Sec. 5.3 proxy statistics on any cine, and the realism table
+    realism.py    proxy statistics of realism (grey levels, vessels, noise, durations) on any cine; the realism table
     benchmark.py  build a preset's benchmark to disk (parallel, resumable) and load it back
 
     >>> seq = simulate_sequence(0, image_size=64, n_frames=32)

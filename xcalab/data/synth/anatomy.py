@@ -1,8 +1,8 @@
 """Stage 1 -- anatomy: coronary trees on an ellipsoidal epicardium, the catheter, and the cone-beam camera.
 
-Spec: xca-simulation.md Sec. 1 (dimensions, branching, generators, projection) and Sec. 7 (parameter table).
+Source tags [S1], [S3], ...: ``docs/xca-synth-sources.md``.
 
-The heart is an ellipsoid (12 cm long [Sec. 1.3]). A point on its surface is addressed by two angles:
+The heart is an ellipsoid (~12 cm long, assumption). A point on its surface is addressed by two angles:
 
     chi  polar angle from the base pole (chi = 0) to the apex (chi = pi); the AV groove sits at chi_groove
     psi  azimuth around the long axis; psi = 0 is anterior, psi > 0 turns toward the patient's left
@@ -18,7 +18,7 @@ linearly [S10]; optional Gaussian stenoses follow [S10].
 
 Coordinates are patient LPS in mm (x toward the patient's left, y posterior, z superior) with the
 C-arm isocentre at the origin. ``Camera`` projects them with a pinhole (cone beam) whose focal length
-is the source-image distance [Sec. 1.4].
+is the source-image distance.
 
 Nothing here draws random numbers: ``sample_anatomy`` draws every number from the generator it is given
 and stores it in ``AnatomyParams``; ``build_tree`` turns those numbers into geometry deterministically.
@@ -121,7 +121,7 @@ def _daughters(d_mother: float, ratio: float, law: str, gamma: float) -> tuple[f
 
 
 def sample_anatomy(rng: np.random.Generator, tree: str, knobs_stenoses: bool) -> AnatomyParams:
-    """Draw one tree's numbers. Ranges and sources: spec Sec. 1.1-1.3 and Sec. 7.
+    """Draw one tree's numbers. Ranges and sources: the comments below.
 
     Args:
         rng: the generator of this sequence's anatomy.
@@ -166,7 +166,7 @@ def sample_anatomy(rng: np.random.Generator, tree: str, knobs_stenoses: bool) ->
             ("OM1", "LCx", 0.28, 0.42, 90.0, (40, 60)),
             ("OM2", "LCx", 0.55, 0.72, 90.0, (30, 50)),
         ):
-            angle = float(u(30, 70))  # diagonal / marginal take-off [Sec. 1.3]
+            angle = float(u(30, 70))  # diagonal / marginal take-off (assumption guided by [S6][S7])
             turn = +1.0 if parent == "LAD" else -1.0  # diagonals turn left, marginals turn toward the apex
             branches.append(
                 BranchSpec(name, parent, float(u(lo, hi)), float(u(*length)), 0.0, float(u(0.5, 0.7)),
@@ -559,7 +559,7 @@ def _direction_from(origin: np.ndarray, points: np.ndarray, at_mm: float = 5.0) 
 
 
 def anatomy_statistics(tree: Tree) -> dict[str, float]:
-    """The Sec. 5.3 anatomy checks of one tree: diameters (mm), bifurcation ratio, TI, LAD-LCx angle (deg)."""
+    """Literature checks of one tree: diameters (mm) [S1], bifurcation ratio [S3], TI [S8], LAD-LCx angle [S6][S7]."""
     stats: dict[str, float] = {}
     for b in tree.branches:
         stats[f"{b.spec.name}_proximal_diameter_mm"] = float(2 * b.radius[0])
@@ -580,7 +580,7 @@ def anatomy_statistics(tree: Tree) -> dict[str, float]:
 
 
 # --------------------------------------------------------------------------------------------------
-# The camera: a C-arm cone beam [Sec. 1.4]
+# The camera: a C-arm cone beam
 # --------------------------------------------------------------------------------------------------
 
 
@@ -642,7 +642,7 @@ RCA_VIEWS = ((40.0, 10.0), (-75.0, 10.0), (0.0, 25.0), (-30.0, 0.0))
 
 
 def sample_camera(rng: np.random.Generator, tree: str, image_size: int) -> Camera:
-    """Draw a C-arm geometry and view (Sec. 1.4, Sec. 7).
+    """Draw a C-arm geometry and view (the Iyer generator [S10], and real XA headers, measured).
 
     SID 1.0-1.2 m, SOD 0.65-0.8 m (magnification 1.36-1.65), detector pixel 0.28-0.4 mm at 512^2 (the
     field of view is kept, so smaller images have proportionally larger pixels). Views: LCA RAO/LAO +-40 deg,

@@ -1,7 +1,7 @@
 """Stage 2 -- contrast dynamics: injection, a dispersed front moving along the tree, washout, blush, keyframes.
 
-Spec: xca-simulation.md Sec. 3 (injection [S25], TIMI frame count [S27], phasic flow [S30], gamma-variate
-dispersion [S31][S32], washout [S28], blush [S29]) and Sec. 3.3 (keyframes from the iodine-mass curve).
+Sources (``docs/xca-synth-sources.md``): injection [S25], TIMI frame count [S27], phasic flow [S30], gamma-variate
+dispersion [S31][S32], washout [S28], blush [S29]; keyframes from the iodine-mass curve (thresholds assumed).
 
 The model, per centreline sample at path length l from the ostium and time t (seconds):
 
@@ -9,15 +9,15 @@ The model, per centreline sample at path length l from the ostium and time t (se
 
     R, F      the injection's rising and falling edges: logistic steps (time constants tau_r, tau_f)
               convolved with a unit-area gamma-variate dispersion kernel of mean mu(l) [S31]
-    mu(l)     dispersion grows with distance: mu_proximal at the ostium .. mu_distal at the far end [Sec. 3.2]
+    mu(l)     dispersion grows with distance: mu_proximal at the ostium .. mu_distal at the far end [S32]
     t_fill    the time at which the blood now at l entered the ostium, on a *flow clock* that runs faster in
-              diastole: tau(t) = int (1 + a cos 2 pi (phi(t) - phi_d)) dt [Sec. 3.1], and the front reaches
+              diastole: tau(t) = int (1 + a cos 2 pi (phi(t) - phi_d)) dt [S30], and the front reaches
               the distal landmark of each main vessel after its TIMI fill time [S27]
     t_wash    the same for the falling edge, which travels slower (native flow only, no injection jet):
-              the distal tree clears ``washout_s`` after the injection stops [Sec. 3.4]
+              the distal tree clears ``washout_s`` after the injection stops (derived)
 
-The projected iodine mass m(t) [Sec. 3.3] is the sum of c * pi r^2 * ds over the samples inside the field of
-view. (Sec. 3.3 writes it as the sum of A_vessel over pixels; that equals mu_I times this mass up to
+The projected iodine mass m(t) is the sum of c * pi r^2 * ds over the samples inside the field of
+view. (It is often written as the sum of A_vessel over pixels; that equals mu_I times this mass up to
 foreshortening, and this form does not change with the image size, so a seed's keyframes are the same at
 64, 256 or 512 pixels.) The keyframes follow from m(t) by ``KeyframeRule``, never by hand.
 """
@@ -39,16 +39,16 @@ class ContrastParams:
     """The numbers of one injection and its passage through the tree (times in seconds).
 
     c_agent_mg_ml        iodine concentration of the agent (300-370 mgI/mL; 350 [S65])
-    c_lumen_mg_ml        in the lumen: c_agent * min(1, Q_inj / Q_cor), 150-350 [Sec. 2.1, S25, S30];
+    c_lumen_mg_ml        in the lumen: c_agent * min(1, Q_inj / Q_cor), 150-350 (derived from [S25][S30]);
                          0: nothing reaches the artery (a run without contrast, scenarios.py)
-    injection_start_s    pre-contrast time (catheter only): U(0.3, 2.5) [Sec. 3.4]
+    injection_start_s    pre-contrast time (catheter only): U(0.3, 2.5) (derived from real cines)
     injection_s          T_inj: 2-4 s (Dodge: 3.6 LCA, 3.0 RCA [S25])
-    rise_s, fall_s       logistic time constants of the injection edges, 0.1-0.3 s [Sec. 3.2]
+    rise_s, fall_s       logistic time constants of the injection edges, 0.1-0.3 s (derived)
     fill_times_s         (territory, seconds to its distal landmark): LAD 1.2, LCx 0.75, RCA 0.7 +- 0.2 [S27]
-    washout_s            distal clearance after the injection stops, 1-2.5 s (apex -> end 1.5-3.5 s, Sec. 5.3)
+    washout_s            distal clearance after the injection stops, 1-2.5 s (measured apex -> end: 1.5-3.5 s)
     dispersion_proximal_s, dispersion_distal_s   mean of the gamma kernel at the ostium / the far end (0.1-0.5) [S31]
     dispersion_shape     gamma shape alpha of the kernel
-    phasic_amplitude     a of v(t) = v (1 + a cos 2 pi (phi - phi_d)), 0.3-0.6 [Sec. 3.1]
+    phasic_amplitude     a of v(t) = v (1 + a cos 2 pi (phi - phi_d)), 0.3-0.6 (assumption; diastolic flow [S30])
     diastole_phase       phi_d, the cardiac phase of fastest flow (mid-diastole)
     blush_fraction       peak blush Delta-A / a proximal vessel's Delta-A: 5-15 % [S29] (assumption)
     blush_peak_s, blush_mean_s   myocardial gamma variate: peak 2-4 s, mean transit 3-6 s [S29]
@@ -236,7 +236,7 @@ def arrival_times(tree, contrast: ContrastParams) -> np.ndarray:
 
 
 def flow_clock(phase_fn, contrast: ContrastParams, t_end: float) -> tuple[np.ndarray, np.ndarray]:
-    """(t grid, tau(t)): the flow clock that runs faster in diastole [Sec. 3.1]. phase_fn(t) -> phi in [0, 1)."""
+    """(t grid, tau(t)): the flow clock that runs faster in diastole [S30]. phase_fn(t) -> phi in [0, 1)."""
     t = np.arange(-2.0, t_end + 2.0, _DT)
     rate = 1.0 + contrast.phasic_amplitude * np.cos(2 * np.pi * (phase_fn(t) - contrast.diastole_phase))
     tau = np.concatenate([[0.0], np.cumsum(0.5 * (rate[1:] + rate[:-1]) * _DT)]) + t[0]
@@ -292,7 +292,7 @@ def simulate_transport(tree, contrast: ContrastParams, times: np.ndarray, phase_
 
 
 # --------------------------------------------------------------------------------------------------
-# Keyframes and phases from the iodine-mass curve [Sec. 3.3]
+# Keyframes and phases from the iodine-mass curve
 # --------------------------------------------------------------------------------------------------
 
 PHASES = ("pre-contrast", "filling", "apex plateau", "washout", "after")
@@ -300,7 +300,7 @@ PHASES = ("pre-contrast", "filling", "apex plateau", "washout", "after")
 
 @dataclass(frozen=True)
 class KeyframeRule:
-    """How start / apex / end are read off the iodine-mass curve m (spec Sec. 3.3; thresholds are assumptions).
+    """How start / apex / end are read off the iodine-mass curve m (thresholds are assumptions).
 
     start    first frame with m >= start_fraction * max m                    (0.03)
     apex     apex == "first": first frame with m >= (1 - apex_tolerance) max m (0.01)
@@ -364,7 +364,8 @@ def phases_from_curve(mass: np.ndarray, keyframes: tuple[int, int, int], rule: K
 
 def jitter_keyframes(keyframes: tuple[int, int, int], sd_frames: float, n_frames: int,
                      rng: np.random.Generator) -> tuple[int, int, int]:
-    """Annotator jitter [Sec. 3.3]: add round(N(0, sd)) frames to each keyframe, keeping 0 <= s <= a <= e < N."""
+    """Annotator jitter (repeated TIMI counts differ by ~5 frames at 30 fps [S27]): add round(N(0, sd)) frames
+    to each keyframe, keeping 0 <= s <= a <= e < N."""
     if sd_frames <= 0:
         return keyframes
     moved = [int(k + round(float(rng.normal(0.0, sd_frames)))) for k in keyframes]

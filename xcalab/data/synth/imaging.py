@@ -1,7 +1,7 @@
 """Stage 4 -- X-ray imaging: log-domain image formation, detector physics, and the clinical post-processing.
 
-Spec: xca-simulation.md Sec. 2 (formula, iodine attenuation, anatomy magnitudes, noise, blur, scatter, gain,
-quantisation, display LUT) and Sec. 7 (defaults).
+Source tags [S1], [S3], ...: ``docs/xca-synth-sources.md``; "derived" numbers come from X-ray physics tables (Elam
+attenuation, tube spectra), "measured" ones from real clinical XA exports.
 
 Image formation in the log domain (Beer-Lambert [S16]), per frame:
 
@@ -16,7 +16,7 @@ Image formation in the log domain (Beer-Lambert [S16]), per frame:
     q = DQE * (photons / mm^2 / uGy) * dose * pixel^2 ; G: smooth gain/vignetting ; M: collimator shutter
     h_f: focal-spot blur ; h_d: detector PSF ; K_s: wide scatter kernel ; SPR: scatter-to-primary ratio
 
-The post-processing copies what real exports show (Sec. 2.2-2.3, measured): dynamic-range compression
+The post-processing copies what real exports show (measured): dynamic-range compression
 (a fraction of the low-pass log image is removed), spatial noise reduction and an unsharp mask, a
 recursive temporal filter y_t = alpha x_t + (1 - alpha) y_{t-1}, the window/level + gamma LUT, the shutter,
 quantisation, and a JPEG round trip for 8-bit output.
@@ -44,29 +44,29 @@ from scipy import ndimage
 class ImagingParams:
     """Physics, background anatomy and display of one run (see the module docstring for the symbols).
 
-    Physics (Sec. 2.1-2.3):
+    Physics:
         kvp                         tube voltage, 80 (70-100) kVp (measured on real headers)
         mu_iodine_cm2_g             effective iodine mass attenuation: 11.6 / 8.9 / 7.1 at 70 / 80 / 90 kVp (derived)
         photons_per_mm2_ugy         29,300 / 31,500 / 32,300 at 70 / 80 / 90 kVp behind 20 cm water (derived)
-        dose_ngy                    detector air kerma per frame: U(75, 150) (spec: 150, range 50-300; tuned to the measured export noise) nGy
+        dose_ngy                    detector air kerma per frame: U(75, 150) (typical 150, 50-300; tuned to the measured export noise) nGy
         dqe                         0.6 (0.55-0.7) [S19]
         read_noise_quanta           sigma_e, 1-3 quanta (assumption)
-        spr, scatter_sigma_mm       scatter-to-primary 0.3-0.7 (Sec. 2.3: 0.3-1, default 0.5); kernel sigma 30-50 px of 0.3 mm
+        spr, scatter_sigma_mm       scatter-to-primary 0.3-0.7 (assumed 0.3-1 [S63]); kernel sigma 30-50 px of 0.3 mm
         psf_fwhm_mm                 detector PSF, ~1.5 px of 0.3 mm (assumption)
         focal_blur_mm               geometric unsharpness f_spot (M - 1) with a 0.5-1.0 mm spot
         gain_amplitude              +-5-15 % smooth gain / vignetting (assumption)
         shutter, shutter_size       "none" / "rect" / "round" collimator; fraction of the half-field kept
-    Background (Sec. 2.1 anatomy magnitudes):
+    Background (Delta-A of the anatomy, derived):
         heart_mu_per_mm             heart tissue minus lung: 0.0224 - 0.0055 mm^-1 (derived)
         diaphragm_delta             Delta-A of the liver dome vs lung, 1.5-2
         diaphragm_offset_mm, diaphragm_curvature   dome position below the heart centre and its curvature
         spine_delta, spine_offset_mm   Delta-A ~0.6; spine position to the patient's right of the heart centre
-        rib_delta, n_ribs, rib_phase_mm   Delta-A 0.2-0.4 (Sec. 2.1 gives 0.4-0.6 for bone vs lung; real exports
+        rib_delta, n_ribs, rib_phase_mm   Delta-A 0.2-0.4 (attenuation tables: 0.4-0.6 for bone vs lung; real exports
                                     show them fainter, tuned on the real cine); 3-5 ribs; their vertical offset
         texture                     amplitude of static tissue / lung texture, log units
-        ecg_leads                   number of thin static wires (0-2) [Sec. 2.1, item 7]
+        ecg_leads                   number of thin static wires (0-2): ECG leads, high-contrast and static
         background_seed             seed of the textures, the gain field and the wires
-    Post-processing and display (Sec. 2.2-2.3):
+    Post-processing and display (matched to measured exports):
         postprocess                 False gives "raw" exports (no noise reduction, recursion, unsharp mask, JPEG)
         drc_strength, drc_sigma_mm  share of the low-pass log image removed, and its scale
         denoise_sigma_mm, unsharp_amount, unsharp_sigma_mm, recursive_alpha, jpeg_quality
@@ -116,7 +116,7 @@ class ImagingParams:
 
 
 def _by_kvp(kvp: float, table: tuple[float, float, float]) -> float:
-    """Interpolate a value given at 70 / 80 / 90 kVp (the derived tables of Sec. 2.1-2.2)."""
+    """Interpolate a value given at 70 / 80 / 90 kVp (tables derived from Elam attenuation data and a tube spectrum)."""
     return float(np.interp(kvp, (70.0, 80.0, 90.0), table))
 
 
@@ -225,7 +225,7 @@ def rasterize_tubes(tubes: Tubes, shape: tuple[int, int], n_groups: int) -> tupl
     Vectorised by stamp size: every segment gets a square of pixels around it, all squares of one size are
     evaluated as one [S, K] array (distance to the segment, interpolated radius, k and opacity), and the
     results are merged with ``np.maximum.at``. The chord through a circular lumen of radius r at distance d
-    is 2 sqrt(r^2 - d^2) [Sec. 1.4]; it is widened by _AA_PX at constant cross-section area.
+    is 2 sqrt(r^2 - d^2); it is widened by _AA_PX at constant cross-section area.
     """
     h, w = shape
     hw = h * w

@@ -1,8 +1,9 @@
 """Stage 3 -- motion: the beating heart, breathing, and table pans.
 
-Spec: xca-simulation.md Sec. 4 (cardiac [S38][S39][S40][S7][S8], respiratory [S41][S42][S44][S45], pans).
+Sources (``docs/xca-synth-sources.md``): cardiac [S38][S39][S40][S7][S8], respiratory [S41][S42][S44][S45];
+the pans are an assumption.
 
-    phi(t)   cardiac phase, frac((t - t_R) / RR) with beat-to-beat RR jitter of 2-5 %      [Sec. 4.1]
+    phi(t)   cardiac phase, frac((t - t_R) / RR) with beat-to-beat RR jitter of 2-5 %      (assumption)
     s(phi)   contraction profile: rises over systole [0, 0.35], falls fast over [0.35, 0.55], flat in
              diastasis [0.55, 0.85], a small atrial bump over [0.85, 1]; smooth steps, so the heart rests
              around end-systole and in diastasis (the 66-333 ms rest windows of [S39][S40])
@@ -10,12 +11,12 @@ Spec: xca-simulation.md Sec. 4 (cardiac [S38][S39][S40][S7][S8], respiratory [S4
                + theta s(phi - lag_t) e_l x (X - c_h)
              radial squeeze, base-to-apex shortening about the apex (which barely moves, while the AV
              plane descends) and a twist about the long axis, applied to the 3-D centrelines; shortening
-             and twist lag the squeeze a little, so the three do not move as one (Sec. 4.1 allows a
-             3-4-harmonic Fourier series in phi)
+             and twist lag the squeeze a little, so the three do not move as one (a 3-4-harmonic
+             Fourier series in phi would do as well)
     r(t)     respiration: a breath-hold drift of 0-3 mm over the run (80 %), or free breathing
              z(t) = -A cos^4(pi t / T - phi_0) with A = 2-8 mm, T = 3-5 s (20 %) [S41][S44][S45];
              the diaphragm travels 1/0.6 as far [S42]
-    p(t)     optional rigid table pan: a smooth step of 10-60 mm after the apex in ~10 % of runs [Sec. 4.3]
+    p(t)     optional rigid table pan: a smooth step of 10-60 mm after the apex in ~10 % of runs (assumption)
 
 Amplitudes are scaled by the ``motion`` knob (0 = a still heart and no breathing).
 """
@@ -33,11 +34,11 @@ import numpy as np
 class MotionParams:
     """The numbers of one run's motion (mm, s, degrees).
 
-    heart_rate_bpm     60-100 bpm [Sec. 4.1]
+    heart_rate_bpm     60-100 bpm [S39]
     rr_s               beat-by-beat RR intervals from ``first_r_s`` on (covering the run)
     beat_strength      beat-by-beat contraction amplitude, ~N(1, 0.1) (no two beats alike; assumption)
     first_r_s          time of the first R wave (<= 0)
-    radial, longitudinal, twist_deg   k_r 0.08-0.15, k_l 0.05-0.10, theta 3-8 deg (assumptions, Sec. 4.1)
+    radial, longitudinal, twist_deg   k_r 0.08-0.15, k_l 0.05-0.10, theta 3-8 deg (assumptions)
     longitudinal_lag, twist_lag       phase lags of shortening and twist behind the squeeze (assumption)
     breathing          "hold" or "free"
     respiration_mm     heart shift: total drift (hold) or peak-to-peak amplitude (free)
@@ -72,7 +73,7 @@ def sample_motion(rng: np.random.Generator, duration_s: float, motion: float = 1
                   apex_guess_s: float = 3.0) -> MotionParams:
     """Draw one run's motion. ``motion`` scales every amplitude; ``pan_probability`` is the share of panned runs.
 
-    The cardiac amplitudes drawn here are the spec's assumptions; ``calibrate_speed`` then rescales them so
+    The cardiac amplitudes drawn here are assumptions; ``calibrate_speed`` then rescales them so
     that the vessels' peak speed matches a draw from the sourced 22-109 mm/s [S38].
     """
     u = rng.uniform
@@ -140,7 +141,7 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
 
 
 def contraction(phi: np.ndarray) -> np.ndarray:
-    """s(phi) in [0, 1], the contraction profile of Sec. 4.1. phi [...] -> [...]."""
+    """s(phi) in [0, 1], the contraction profile (module docstring). phi [...] -> [...]."""
     phi = np.asarray(phi, dtype=float)
     systole = _smoothstep(phi / 0.35)
     relax = 1.0 - _smoothstep((phi - 0.35) / 0.20)
@@ -159,7 +160,7 @@ def contraction_profiles(m: MotionParams, t: np.ndarray) -> np.ndarray:
 
 
 def cardiac_displacement(points: np.ndarray, profiles: np.ndarray, m: MotionParams, heart) -> np.ndarray:
-    """u(X, t) of Sec. 4.1. points [P, 3] mm (reference pose), profiles [N, 3] (``contraction_profiles``)
+    """u(X, t) of the module docstring. points [P, 3] mm (reference pose), profiles [N, 3] (``contraction_profiles``)
     -> displacements [N, P, 3] mm."""
     rel = points - heart.centre
     axial = rel @ heart.e_l
@@ -214,7 +215,7 @@ def peak_speed(points: np.ndarray, m: MotionParams, heart, duration_s: float, dt
 def calibrate_speed(m: MotionParams, points: np.ndarray, heart, duration_s: float, target_mm_s: float) -> MotionParams:
     """Rescale the cardiac amplitudes (squeeze, shortening, twist) so that the peak speed is ``target_mm_s``.
 
-    Sec. 4.1: "scale so that max |du/dt| of the vessels falls in 22-109 mm/s" [S38].
+    Real coronary arteries peak at 22-109 mm/s [S38]; the caller draws ``target_mm_s`` from that range.
     """
     cardiac_only = dataclasses.replace(m, respiration_mm=0.0)
     speed = peak_speed(points, cardiac_only, heart, duration_s)

@@ -5,7 +5,7 @@ Every random number of a sequence is drawn here, once, from ``numpy.random.defau
 draws -- and stored in a ``SimParams``. Rendering (``simulator.render``) is a deterministic function of
 that record: the same seed gives the same bytes, and ``SimParams.to_dict()`` is every parameter as JSON.
 
-The timeline is fitted to the frame budget (Sec. 3.4 "total clipped to 31-379 frames"): a run needs
+The timeline is fitted to the frame budget (real cines run 31-379 frames): a run needs
 ``natural_duration`` seconds to show pre-contrast, filling, plateau, washout and a tail. When the budget is
 shorter, every contrast duration is multiplied by ``time_scale`` < 1 (the heart keeps its real rate); when
 it is longer, the tail grows.
@@ -38,7 +38,7 @@ from xcalab.data.synth.dynamics import ContrastParams, KeyframeRule, sample_cont
 from xcalab.data.synth.imaging import ImagingParams, sample_imaging
 from xcalab.data.synth.motion import MotionParams, calibrate_speed, sample_motion
 
-#: The frame rates of clinical cines (Sec. 7).
+#: The frame rates of clinical cines.
 FPS_CHOICES = (7.5, 15.0, 30.0)
 #: ``SeedSequence(seed)`` children: 0-5 are the stages of ``sample_params`` (anatomy, camera, contrast, motion,
 #: imaging, jitter); 6 holds the injection's redraws (grandchild k = redraw k); 7 the window of a scenario cine
@@ -48,7 +48,7 @@ CONTRAST_CHILD, REDRAW_CHILD, SCENARIO_CHILD = 2, 6, 7
 
 @dataclass(frozen=True)
 class Knobs:
-    """Difficulty knobs: multipliers around the spec's defaults (1.0 = the validated default, Sec. 5.3).
+    """Difficulty knobs: multipliers around the defaults (1.0 = the default, checked by ``realism.py``).
 
     vessel_contrast   iodine concentration in the lumen (0.5: half as dark)
     dose              detector dose per frame (0.25: twice the quantum noise)
@@ -220,7 +220,7 @@ def sample_params(
     duration = n_frames / fps
     apex_guess = contrast.injection_start_s + contrast.injection_s
     motion = sample_motion(rng_motion, duration, knobs.motion, knobs.table_pan, apex_guess)
-    # Calibrate the heartbeat to a peak vessel speed drawn from the sourced 22-109 mm/s [S38] (Sec. 4.1).
+    # Calibrate the heartbeat to a peak vessel speed drawn from the sourced 22-109 mm/s [S38].
     target_speed = float(rng_motion.uniform(30.0, 100.0)) * knobs.motion
     tree = build_tree(anatomy)
     motion = calibrate_speed(motion, tree.points[:: max(1, len(tree.points) // 200)], tree.heart, duration, target_speed)

@@ -1,15 +1,17 @@
-"""Realism: the proxy statistics of spec Sec. 5.3, computed by one function on any cine, real or synthetic.
+"""Realism: proxy statistics that compare a cine with real XCA, one function for any cine, real or synthetic.
 
     realism_statistics(seq)   grey levels, vessel index, local contrast, temporal noise and its correlation,
                               low-rank share of the background, keyframe durations -> dict
-    realism_table(...)        XCA-Synth's statistics beside the spec's target ranges and beside a real cine
+    realism_table(...)        XCA-Synth's statistics beside the target ranges of real XCA and beside a real cine
 
 Every statistic uses 8-bit grey levels (frames * 255) inside the field of view (pixels that are not black
-shutter), so synthetic and real cines go through exactly the same code (Sec. 5.3 "Procedure").
+shutter), so synthetic and real cines go through exactly the same code: render synthetic cines, measure them
+and real ones alike, and check that the ranges overlap.
 Pixel sizes in the definitions (15 x 15 top-hat, 2-8 px ring) are those of a 512^2 frame and scale with
 the frame size, so a 256^2 cine is measured like the same cine at 512^2.
 
-Definitions (the spec measured the targets with these proxies on real exports):
+Definitions (the target ranges were measured with these same proxies on real clinical exports: six left-coronary
+cines at 7.5 fps, lossy JPEG, "AngioData", and one right-coronary cine at 30 fps, "Rubo"):
 
     vessel index       share of field pixels whose black top-hat (closing - image, 15 x 15) exceeds 12 grey
     local contrast     at the apex frame: mean grey of a 2-8 px ring around those pixels minus their mean grey
@@ -20,6 +22,16 @@ Definitions (the spec measured the targets with these proxies on real exports):
     low-rank share     share of the variance (after removing the temporal mean) in the top 1 / 3 / 5 singular values
     durations          start -> apex and apex -> end from the truth; rise (10 % -> peak, from the last crossing of
                        the 10 % level before the peak) and fall (peak -> 10 %) of the vessel-index curve, any cine
+
+Each target's source says where its range comes from: "measured" on those real exports, "derived" from two
+measured rows, or a publication [S..] (``docs/xca-synth-sources.md``). Default cines may miss a few rows (the
+table's "NO"), for known reasons:
+
+    rise_s, fall_s     a proxy: the 10 % level of a noisy vessel-index curve moves a few frames either way, and a
+                       blush tail keeps the index above 10 % a little longer
+    cnr_ring           its denominator, the ring std, includes rib and texture edges, which vary between views
+    lowrank_top3/5     the simulated heart has fewer independent motions than a real one (3 periodic modes), so
+                       the top singular values hold ~0.05-0.1 more of the variance, most in RCA views
 """
 
 from __future__ import annotations
@@ -35,25 +47,25 @@ from xcalab.data.curves import black_tophat
 from xcalab.data.io import Cine
 from xcalab.data.samples import real_cine_path
 
-#: Target ranges of Sec. 5.3 (and Sec. 2.2-2.3, 3.4): name -> (low, high, source).
+#: Target ranges measured on real clinical exports (module docstring): name -> (low, high, source).
 TARGETS: dict[str, tuple[float, float, str]] = {
-    "grey_p5": (50.0, 90.0, "Sec. 2.3 measured (AngioData)"),
-    "grey_median": (108.0, 118.0, "Sec. 2.3 measured (AngioData)"),
-    "grey_p95": (135.0, 175.0, "Sec. 2.3 measured (AngioData)"),
-    "vessel_index_pre": (0.003, 0.03, "Sec. 3.4 measured"),
-    "vessel_index_peak": (0.045, 0.066, "Sec. 3.4 measured"),
-    "local_contrast": (21.0, 36.0, "Sec. 2.3 measured"),
-    "temporal_noise_sigma": (1.3, 1.8, "Sec. 2.2 measured (processed exports)"),
-    "noise_fwhm_px": (2.0, 3.0, "Sec. 2.2 measured"),
-    "cnr_temporal": (13.0, 43.0, "Sec. 5.3 (AngioData 13-21, Rubo 43)"),
-    "cnr_ring": (0.67, 1.66, "Sec. 5.3 measured"),
-    "lowrank_top1": (0.27, 0.46, "Sec. 5.3 measured"),
-    "lowrank_top3": (0.51, 0.71, "Sec. 5.3 measured"),
-    "lowrank_top5": (0.61, 0.82, "Sec. 5.3 measured"),
-    "rise_s": (1.7, 2.8, "Sec. 3.4 measured (proxy, 10 % -> peak)"),
-    "fall_s": (1.5, 3.5, "Sec. 3.4 measured (proxy, peak -> 10 %)"),
-    "start_to_apex_s": (1.7, 2.8, "Sec. 5.3 (truth)"),
-    "apex_to_end_s": (1.5, 3.5, "Sec. 5.3 (truth)"),
+    "grey_p5": (50.0, 90.0, "measured (AngioData)"),
+    "grey_median": (108.0, 118.0, "measured (AngioData)"),
+    "grey_p95": (135.0, 175.0, "measured (AngioData)"),
+    "vessel_index_pre": (0.003, 0.03, "measured"),
+    "vessel_index_peak": (0.045, 0.066, "measured"),
+    "local_contrast": (21.0, 36.0, "measured"),
+    "temporal_noise_sigma": (1.3, 1.8, "measured (processed exports)"),
+    "noise_fwhm_px": (2.0, 3.0, "measured"),
+    "cnr_temporal": (13.0, 43.0, "derived (AngioData 13-21, Rubo 43)"),
+    "cnr_ring": (0.67, 1.66, "measured"),
+    "lowrank_top1": (0.27, 0.46, "measured"),
+    "lowrank_top3": (0.51, 0.71, "measured"),
+    "lowrank_top5": (0.61, 0.82, "measured"),
+    "rise_s": (1.7, 2.8, "measured (proxy, 10 % -> peak)"),
+    "fall_s": (1.5, 3.5, "measured (proxy, peak -> 10 %)"),
+    "start_to_apex_s": (1.7, 2.8, "measured (proxy); synth: truth"),
+    "apex_to_end_s": (1.5, 3.5, "measured (proxy); synth: truth"),
 }
 
 #: Anatomy and motion targets (from a sequence's meta["derived"], synthetic only).
@@ -155,7 +167,7 @@ def _rise_fall(curve: np.ndarray, pre: float, fps: float) -> tuple[float, float,
 
 
 def realism_statistics(seq: Cine) -> dict[str, float]:
-    """The Sec. 5.3 proxy statistics of one cine (real or synthetic). NaN where a statistic is undefined.
+    """The proxy statistics of one cine (real or synthetic). NaN where a statistic is undefined.
 
     Uses the truth (keyframes) when present for the pre-contrast window, the apex frame and the durations;
     otherwise the first 10 % of the frames are taken as pre-contrast and the vessel-index peak as the apex.
@@ -241,7 +253,7 @@ def realism_table(
     seed: int = 0,
     knobs=None,
 ) -> list[RealismRow]:
-    """XCA-Synth's statistics beside the Sec. 5.3 targets and beside a real cine.
+    """XCA-Synth's statistics beside the targets and beside a real cine.
 
     Args:
         synth: synthetic cines to measure; None renders ``n_synth`` cines (alternating left / right trees,

@@ -65,7 +65,7 @@ CATHETER_WALL_MM = 0.3
 CATHETER_FOLLOW_MM = 40.0
 #: Ribs move with the chest wall: this share of the heart's respiratory shift (assumption).
 RIB_SHARE = 0.5
-#: Share of the tree (by fill delay) whose territory blushes (the distal tree, Sec. 3.2).
+#: Share of the tree (by fill delay) whose territory blushes (the distal tree; assumption).
 BLUSH_FROM = 0.4
 
 
@@ -124,7 +124,7 @@ def _in_view(tree: Tree, params: SimParams, fov: np.ndarray) -> np.ndarray:
 
 
 def peak_vessel_speed(tree: Tree, params: SimParams) -> float:
-    """Largest 3-D speed of any centreline sample from the heartbeat and breathing, mm/s [S38: 22-109]."""
+    """Largest 3-D speed of any centreline sample from the heartbeat and breathing, mm/s (22-109 in [S38])."""
     pts = tree.points[:: max(1, len(tree.points) // 200)]
     return peak_speed(pts, params.motion, tree.heart, params.n_frames / params.fps)
 
@@ -324,7 +324,7 @@ def _blush_territory(tree: Tree, params: SimParams, passage: Transport, pad: int
     """The myocardial territory map W (padded canvas, peak 1) and the blush amplitude (Delta-A at W = 1).
 
     W: the distal tree drawn in its reference pose, blurred by 6 mm; amplitude: ``blush_fraction`` of a
-    proximal vessel's Delta-A = mu_I c_lumen D_proximal [Sec. 3.2].
+    proximal vessel's Delta-A = mu_I c_lumen D_proximal.
     """
     cam, cp = params.camera, params.contrast
     if cp.blush_fraction <= 0:
