@@ -3,9 +3,16 @@
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
+from matplotlib.patches import FancyBboxPatch
 
 from xcalab.viz import save_figure
-from xcalab.viz.overview import PIPELINE, idealised_opacification, plot_keyframe_concept, plot_pipeline
+from xcalab.viz.overview import (
+    PIPELINE,
+    TRAINING_BRANCHES,
+    idealised_opacification,
+    plot_keyframe_concept,
+    plot_pipeline,
+)
 from xcalab.viz.sequences import plot_action_timelines, plot_frame_strip, plot_time_curves, strip_indices
 
 
@@ -57,8 +64,18 @@ def test_idealised_opacification_shape():
 def test_overview_figures():
     assert isinstance(plot_keyframe_concept((10, 20, 40), 50, 15.0), Figure)
     fig = plot_pipeline()
-    texts = {t.get_text() for t in fig.axes[0].texts}
-    assert {module for _, _, module in PIPELINE} <= texts
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert {module for _, _, module in PIPELINE} <= set(texts)
+    # The training-only branches (the paper's Fig. 2): dashed boxes below the path, each marked "training only".
+    assert {title for _, title, _, _ in TRAINING_BRANCHES} == {"imagewise contrast", "detection losses"} <= set(texts)
+    assert texts.count("training only") == len(TRAINING_BRANCHES)
+    boxes = [p for p in fig.axes[0].patches if isinstance(p, FancyBboxPatch)]
+    assert len(boxes) == len(PIPELINE) + len(TRAINING_BRANCHES)
+    assert [b.get_linestyle() for b in boxes].count("--") == len(TRAINING_BRANCHES)
+    assert all(b.get_y() < 0 for b in boxes if b.get_linestyle() == "--")  # below the inference path
+    assert len([p for p in plot_pipeline(branches=()).axes[0].patches if isinstance(p, FancyBboxPatch)]) == len(PIPELINE)
+    with pytest.raises(ValueError, match="hang from a stage"):
+        plot_pipeline(branches=[(7, "x", "y", "z")])
 
 
 def test_save_figure_is_byte_stable(tmp_path):

@@ -49,33 +49,56 @@ def plot_keyframe_concept(keyframes: Sequence[float], n_frames: int, fps: float,
     return fig
 
 
-#: The stages of xcalab's pipeline: (title, what it holds, the module that does it).
+#: The stages of xcalab's pipeline, what runs at inference: (title, what it holds, the module that does it).
 PIPELINE = [
     ("cine", "DICOM XA · frames · XCA-Synth\n[N, H, W]", "xcalab.data"),
     ("vessel features", "one 64×64 map per\n4-frame window: (T, 4096)", "xcalab.features"),
     ("long-term attention", "ConvLSTM TA + conv SA\nX ⊙ (1 + A)", "xcalab.models.long_term"),
-    ("image→patch contrast", "ICon loss · patchwise\nprojection", "xcalab.models.contrastive"),
+    ("patchwise projection", "PCon: filter with a\nbackground patch", "xcalab.models.contrastive"),
     ("short-term attention", "local-window transformer\npyramid, 6 levels", "xcalab.models.short_term"),
     ("detections", "class + boundaries per\npoint, Soft-NMS", "xcalab.postprocess"),
     ("keyframes", "start · apex · end\nmAP · AD · P/R/F", "xcalab.metrics"),
 ]
+#: What only training computes, as the paper's Fig. 2 draws it beside the main path: (the stage it reads,
+#: title, what it holds, the module). Neither changes a prediction: both are losses.
+TRAINING_BRANCHES = [
+    (2, "imagewise contrast", "ICon: foreground Y·A vs\nbackground Y·(1−A), eq. 10", "xcalab.models.contrastive"),
+    (5, "detection losses", "focal (classes) +\nDIoU (boundaries)", "xcalab.train.losses"),
+]
 
 
-def plot_pipeline(stages: Sequence[tuple[str, str, str]] = PIPELINE) -> Figure:
-    """The data flow as a row of boxes joined by arrows, each box naming the module that implements it."""
+def plot_pipeline(stages: Sequence[tuple[str, str, str]] = PIPELINE,
+                  branches: Sequence[tuple[int, str, str, str]] = TRAINING_BRANCHES) -> Figure:
+    """The data flow as the paper's Fig. 2 draws it: the inference path as a row of boxes joined by arrows, and
+    below it, dashed, the training-only branches (each hanging from the stage whose output it reads). Every box
+    names the module that implements it."""
     n = len(stages)
-    fig, ax = plt.subplots(figsize=(2.0 * n, 2.1))
+    if any(not 0 <= i < n for i, *_ in branches):
+        raise ValueError(f"every branch must hang from a stage 0..{n - 1}, got {[i for i, *_ in branches]}")
+    fig, ax = plt.subplots(figsize=(2.0 * n, 2.1 + (1.7 if branches else 0.0)))
     width, gap = 1.7, 0.3
+
+    def box(x, y, title, body, module, dashed=False):
+        ax.add_patch(FancyBboxPatch((x, y), width, 1.2, boxstyle="round,pad=0.03", ls="--" if dashed else "-",
+                                    fc="#fbf6ee" if dashed else "#eef3fb", ec="#8b6234" if dashed else "#34558b"))
+        ax.text(x + width / 2, y + 1.0, title, ha="center", va="center", fontsize=9, fontweight="bold")
+        ax.text(x + width / 2, y + 0.55, body, ha="center", va="center", fontsize=7.5)
+        ax.text(x + width / 2, y - 0.18, module, ha="center", va="center", fontsize=7, family="monospace", color="#555")
+
     for i, (title, body, module) in enumerate(stages):
         x = i * (width + gap)
-        ax.add_patch(FancyBboxPatch((x, 0), width, 1.2, boxstyle="round,pad=0.03", fc="#eef3fb", ec="#34558b"))
-        ax.text(x + width / 2, 1.0, title, ha="center", va="center", fontsize=9, fontweight="bold")
-        ax.text(x + width / 2, 0.55, body, ha="center", va="center", fontsize=7.5)
-        ax.text(x + width / 2, -0.18, module, ha="center", va="center", fontsize=7, family="monospace", color="#555")
+        box(x, 0, title, body, module)
         if i < n - 1:
             ax.add_patch(FancyArrowPatch((x + width, 0.6), (x + width + gap, 0.6), arrowstyle="-|>", mutation_scale=12))
+    for i, title, body, module in branches:
+        x = i * (width + gap)
+        box(x, -1.9, title, body, module, dashed=True)
+        ax.add_patch(FancyArrowPatch((x + width / 2, -0.32), (x + width / 2, -0.7), arrowstyle="-|>", ls="--",
+                                     mutation_scale=12, color="#8b6234"))
+        ax.text(x + width / 2 + 0.08, -0.5, "training only", ha="left", va="center", fontsize=7, style="italic",
+                color="#8b6234")
     ax.set_xlim(-0.1, n * (width + gap))
-    ax.set_ylim(-0.35, 1.3)
+    ax.set_ylim(-2.25 if branches else -0.35, 1.3)
     ax.set_axis_off()
     fig.tight_layout()
     return fig
