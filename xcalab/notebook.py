@@ -7,6 +7,8 @@ friends running a notebook directly also get smoke sizes), seeds everything, res
 progress bars in smoke mode, sets figure defaults and prints one banner line::
 
     xcalab 0.1.0 | torch 2.13.0+cpu | device cpu | preset smoke | seed 0 | smoke=True
+
+and, in a smoke run, a second line (``SMOKE_NOTICE``) that says the models are untrained.
 """
 
 from __future__ import annotations
@@ -54,7 +56,15 @@ def setup(
     _check_version()
     if not quiet:
         print(banner(cfg))
+        if cfg.smoke:
+            print(SMOKE_NOTICE)
     return cfg
+
+
+#: The second banner line of every smoke run: what is untrained, and where the trained results are.
+SMOKE_NOTICE = ("SMOKE RUN: tiny cines and a few training steps, so every model trained here is untrained in effect; "
+                "the numbers and maps computed below show that the code runs, not what a trained model does "
+                "(the teach results: README.md, `make run`).")
 
 
 def banner(cfg: Config) -> str:

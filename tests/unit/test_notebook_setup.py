@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import xcalab
-from xcalab.notebook import banner, markdown_table, package_map, setup
+from xcalab.notebook import SMOKE_NOTICE, banner, markdown_table, package_map, setup
 from xcalab.runtime import resolve_device, seed_everything
 
 
@@ -15,6 +15,14 @@ def test_setup_picks_preset_and_prints_one_banner(capsys, monkeypatch, tmp_path)
     out = capsys.readouterr().out.strip().splitlines()
     assert cfg.name == "teach" and cfg.seed == 3 and cfg.device == "cpu" and cfg.fig_dir == tmp_path
     assert out == [f"xcalab {xcalab.__version__} | torch {torch.__version__} | device cpu | preset teach | seed 3 | smoke=False"]
+
+
+def test_a_smoke_run_says_its_models_are_untrained(capsys, monkeypatch):
+    monkeypatch.delenv("XCALAB_SMOKE", raising=False)
+    setup(SMOKE=True, DEVICE="cpu")
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 2 and out[0].endswith("smoke=True") and out[1] == SMOKE_NOTICE
+    assert SMOKE_NOTICE.startswith("SMOKE RUN: ") and "untrained" in SMOKE_NOTICE and "README.md" in SMOKE_NOTICE
 
 
 def test_smoke_parameter_or_environment_forces_smoke(monkeypatch):
