@@ -109,16 +109,22 @@ def frame_labels(keyframes: Sequence[int], n_frames: int) -> np.ndarray:
     return labels
 
 
+def class_prf(pred: np.ndarray, gt: np.ndarray, label: int) -> PRF:
+    """P, R and F of one class over frames (eq. 15): pred, gt (N,) frame labels (``frame_labels``).
+
+    A 0/0 counts as 0 (sklearn's default); F = 2·TP / (predicted + true) = 2PR / (P + R).
+    """
+    tp = np.sum((pred == label) & (gt == label))
+    n_pred, n_true = np.sum(pred == label), np.sum(gt == label)
+    p = tp / n_pred if n_pred else 0.0
+    r = tp / n_true if n_true else 0.0
+    f = 2 * tp / (n_pred + n_true) if n_pred + n_true else 0.0
+    return PRF(float(p), float(r), float(f))
+
+
 def _macro_prf(pred: np.ndarray, gt: np.ndarray, classes: Iterable[int]) -> PRF:
-    """Unweighted mean over ``classes`` of the per-class P, R, F; a 0/0 counts as 0 (sklearn's default)."""
-    scores = []
-    for c in classes:
-        tp = np.sum((pred == c) & (gt == c))
-        n_pred, n_true = np.sum(pred == c), np.sum(gt == c)
-        p = tp / n_pred if n_pred else 0.0
-        r = tp / n_true if n_true else 0.0
-        f = 2 * tp / (n_pred + n_true) if n_pred + n_true else 0.0  # = 2PR / (P + R)
-        scores.append((p, r, f))
+    """Unweighted mean over ``classes`` of the per-class P, R, F (``class_prf``)."""
+    scores = [class_prf(pred, gt, c) for c in classes]
     if not scores:
         return PRF(1.0, 1.0, 1.0)  # nothing to find and nothing found
     return PRF(*(float(v) for v in np.mean(scores, axis=0)))

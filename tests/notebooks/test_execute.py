@@ -16,9 +16,11 @@ import pytest
 
 from xcalab.config import REPO_ROOT
 from xcalab.notebook import execute_notebook, list_notebooks
+from xcalab.viz.save import AUDIT_ENV
 
 EXECUTED = REPO_ROOT / "build" / "executed"
 FIGURES = REPO_ROOT / "build" / "figures-smoke"
+AUDIT = REPO_ROOT / "build" / "figure-audit"  # each saved figure's map-convention audit (test_figures.py)
 TIMINGS = EXECUTED / "timings.json"
 #: Smoke work per notebook should stay small: CI runs every notebook twice (papermill, then nbval).
 SMOKE_BUDGET_SECONDS = 120
@@ -36,6 +38,7 @@ def test_notebook_runs_at_smoke_size(src):
     import papermill
 
     os.environ.setdefault("TQDM_DISABLE", "1")
+    os.environ[AUDIT_ENV] = str(AUDIT)  # the kernel inherits it: save_figure writes each figure's audit
     try:
         dst, seconds = execute_notebook(src, EXECUTED, {"SMOKE": True, "FIG_DIR": str(FIGURES)}, timeout=600)
     except papermill.PapermillExecutionError as err:

@@ -9,8 +9,11 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from xcalab.frame_metrics import (
+    DISAPPEARING,
+    FILLING,
     PRF,
     average_deviation,
+    class_prf,
     confidence_interval,
     frame_labels,
     frame_prf,
@@ -366,6 +369,13 @@ def test_frame_prf_by_hand_both_conventions():
         frame_prf((2, 5, 8), (2, 5, 8), 10, convention="micro")
     with pytest.raises(ValueError, match="ground-truth keyframes.*out of order"):
         frame_prf((2, 5, 8), (5, 2, 8), 10)
+
+
+def test_class_prf_by_hand_per_class():
+    pred, true = frame_labels((3, 5, 9), 10), frame_labels((2, 5, 8), 10)
+    np.testing.assert_allclose(class_prf(pred, true, FILLING), (1, 2 / 3, 4 / 5))      # the comment above
+    np.testing.assert_allclose(class_prf(pred, true, DISAPPEARING), (3 / 4, 1, 6 / 7))
+    assert class_prf(pred, true, 7) == (0.0, 0.0, 0.0)                                   # 0/0 counts as 0
 
 
 def test_frame_prf_averages_over_present_labels_with_zero_division_as_zero():

@@ -82,3 +82,34 @@ def test_papermill_sees_every_parameter(nb):
     params = next(c for c in data["cells"] if "parameters" in c["metadata"].get("tags", []))
     names = [node.target.id for node in ast.parse("".join(params["source"])).body]
     assert list(papermill.inspect_notebook(str(path))) == names
+
+
+def _markdown_tables(text: str) -> list[list[str]]:
+    """The Markdown tables of ``text``: runs of consecutive lines that start with "|"."""
+    tables, current = [], []
+    for line in text.splitlines() + [""]:
+        if line.startswith("|"):
+            current.append(line)
+        elif current:
+            tables.append(current)
+            current = []
+    return tables
+
+
+def test_markdown_tables_split_by_a_blank_line_are_found_as_two():
+    text = "| a | b |\n|---|---|\n| 1 | 2 |\n\n| 3 | 4 |\n"
+    assert [len(t) for t in _markdown_tables(text)] == [3, 1]
+
+
+def test_readme_notebook_table_is_one_well_formed_table_with_every_notebook():
+    """GitHub renders a table only when it is one run of lines with a header, a rule and equal column counts;
+    a blank line inside it turns the rows after it into plain text."""
+    from xcalab.config import REPO_ROOT
+
+    tables = _markdown_tables((REPO_ROOT / "README.md").read_text())
+    [table] = [t for t in tables if "notebook" in t[0] and "CPU time" in t[0]]
+    columns = {line.count("|") for line in table}
+    assert len(columns) == 1, f"rows with different column counts: {sorted(columns)}"
+    assert set(table[1].replace("|", "").replace(" ", "")) <= set("-:"), "the second line must be the rule"
+    listed = [line.split("|")[1].strip() for line in table[2:]]
+    assert listed == [p.name[:2] for p in NOTEBOOKS], "one row per notebook, in order"

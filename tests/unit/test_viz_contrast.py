@@ -12,6 +12,7 @@ from matplotlib.patches import Rectangle
 from xcalab.models import sample_near_apex
 from xcalab.probes import contrast as probe
 from xcalab.viz import contrast as vz
+from xcalab.viz.audit import convention_problems
 
 RNG = np.random.default_rng(0)
 
@@ -223,7 +224,8 @@ def test_patch_and_responses_panels():
     maps, responses, frames = _maps(8), _maps(8), _maps(8, 32)
     fig = vz.plot_patch_and_responses(maps, responses, (6, 9), steps=[2, 7], frames=frames,
                                       centres=np.arange(8) * 4 + 2)
-    assert len(fig.axes) == 11  # 3 rows (frame, input, response) x (step 0 + 2 steps), 2 colour bars
+    assert len(fig.axes) == 12  # 3 rows (frame, input, response) x (step 0 + 2 steps), 3 colour bars
+    assert convention_problems(fig) == []  # the kernel's own scale has its own bar
     grid = np.array(fig.axes[:9]).reshape(3, 3)
     np.testing.assert_array_equal(grid[2, 0].images[0].get_array(), maps[0, 4:9, 7:12])  # the kernel
     np.testing.assert_array_equal(grid[2, 2].images[0].get_array(), responses[7])
@@ -233,9 +235,11 @@ def test_patch_and_responses_panels():
     assert grid[0, 1].get_title() == "step 2 · frame 10"
     assert grid[2, 1].images[0].get_clim() == grid[2, 2].images[0].get_clim()  # responses share a scale
     bars = [ax._colorbar.mappable.get_clim() for ax in _colour_bars(fig)]
-    assert bars == [grid[1, 1].images[0].get_clim(), grid[2, 1].images[0].get_clim()]  # input, response
-    assert bars[1] == (0.0, float(responses[[2, 7]].max()))
-    assert len(vz.plot_patch_and_responses(maps, responses, (2, 2), steps=[1]).axes) == 6
+    kernel = maps[0, 4:9, 7:12]
+    assert bars == [(kernel.min(), kernel.max()), grid[1, 1].images[0].get_clim(),
+                    grid[2, 1].images[0].get_clim()]  # kernel, input, response
+    assert bars[2] == (0.0, float(responses[[2, 7]].max()))
+    assert len(vz.plot_patch_and_responses(maps, responses, (2, 2), steps=[1]).axes) == 7
     with pytest.raises(ValueError):
         vz.plot_patch_and_responses(maps, responses[:, :8], (6, 9), steps=[1])
     with pytest.raises(ValueError):

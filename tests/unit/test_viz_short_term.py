@@ -14,6 +14,7 @@ from xcalab.models.detector import KeyframeDetector
 from xcalab.probes import short_term as probe
 from xcalab.runtime import count_parameters
 from xcalab.viz import short_term as vz
+from xcalab.viz.audit import convention_problems
 
 RNG = np.random.default_rng(0)
 
@@ -166,7 +167,9 @@ def test_plot_window_diagram_shows_the_band():
     fig = vz.plot_window_diagram(9, 2, queries=[0, 4])
     ax = fig.axes[0]
     t = np.arange(9)
-    assert np.array_equal(ax.images[0].get_array() > 0, np.abs(t[:, None] - t[None, :]) <= 2)
+    picture = ax.images[0].get_array()  # RGB: a diagram of two categories, no colour scale to explain
+    assert picture.ndim == 3 and np.array_equal(picture[..., 0] < 0.9, np.abs(t[:, None] - t[None, :]) <= 2)
+    assert convention_problems(fig) == []
     assert len(ax.patches) == 2 and "keys 0..2 (3)" in ax.texts[0].get_text()
     assert "keys 2..6 (5)" in ax.texts[1].get_text()
     _, ax2 = plt.subplots()

@@ -363,7 +363,8 @@ def plot_patch_and_responses(
                                     fill=False, ec="cyan", lw=1.5))
     image_panel(axes[r0 + 1, 0], kernel, f"kernel {patch_size}×{patch_size} at {tuple(int(v) for v in centre)}",
            cmap="magma", vmin=float(kernel.min()), vmax=max(float(kernel.max()), float(kernel.min()) + 1e-12))
-    axes[r0 + 1, 0].set_xlabel(f"{kernel.min():.2g} … {kernel.max():.2g}", fontsize=7)
+    # the kernel is a tiny patch of background: its own min..max scale, with its own bar to say so
+    colour_bar(fig, axes[r0 + 1, 0].images[0], axes[r0 + 1, 0], "kernel")
     for c, k in enumerate(idx, start=1):
         image_panel(axes[r0, c], maps[k], "" if frames is not None else f"step {k}", vmax=in_max)
         image_panel(axes[r0 + 1, c], responses[k], vmax=out_max)

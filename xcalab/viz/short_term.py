@@ -65,8 +65,10 @@ def plot_window_diagram(steps: int, half_window: int, queries: Sequence[int] | N
         raise ValueError(f"queries must be in 0..{steps - 1}, got {queries}")
     fig, ax = figure_and_axes(ax, (6.6, 4.6))
     t = np.arange(steps)
-    band = (np.abs(t[:, None] - t[None, :]) <= half_window).astype(float)
-    ax.imshow(band, cmap="Blues", vmin=0.0, vmax=1.6, origin="upper")
+    band = np.abs(t[:, None] - t[None, :]) <= half_window
+    # a diagram, not a map of values: two categories painted as RGB (a key in the window, or not)
+    inside, outside = np.array([0.42, 0.62, 0.84]), np.array([0.97, 0.97, 0.99])
+    ax.imshow(np.where(band[..., None], inside, outside), origin="upper")
     for query in dict.fromkeys(queries):  # unique, in order
         first, last = max(0, query - half_window), min(steps - 1, query + half_window)
         ax.add_patch(Rectangle((first - 0.5, query - 0.5), last - first + 1, 1, fill=False, lw=2, ec="tab:red"))
