@@ -3,6 +3,7 @@ widget traits (PNG bytes, readout) -- no kernel, no browser (tests/browser does 
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import io
 
@@ -10,13 +11,31 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from xcalab.viz.explorer import TRANSFORMER, AttentionExplorer, colour_map_array, plot_sequence_maps
+from xcalab.viz.explorer import (
+    TRANSFORMER,
+    UNSIGNED_CMAP,
+    WIDGET_VIEW_MIME,
+    AttentionExplorer,
+    _colour_bar,
+    colour_map_array,
+    plot_sequence_maps,
+)
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _pixels(png: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(png)))
+
+
+def _position(big: np.ndarray, small: np.ndarray) -> tuple[int, int] | None:
+    """(row, column) where ``small`` sits pixel for pixel inside ``big`` (both (H, W, 3)), else None."""
+    h, w = small.shape[:2]
+    for r in range(big.shape[0] - h + 1):
+        for c in np.nonzero((big[r, : big.shape[1] - w + 1] == small[0, 0]).all(axis=-1))[0]:
+            if np.array_equal(big[r:r + h, c:c + w], small):
+                return r, int(c)
+    return None
 
 
 @pytest.fixture(scope="module")
@@ -217,3 +236,55 @@ def test_the_other_papers_maps_need_no_explorer_code_of_their_own(teach_locator,
     for module in modules:
         explorer.module.value = module
         assert explorer.image.value[:8] == PNG, module
+
+
+def test_the_display_bundle_is_the_live_widget_a_still_and_one_readable_line(explorer):
+    from IPython.core.formatters import DisplayFormatter
+
+    explorer.module.value = "A"
+    data, _ = DisplayFormatter().format(explorer)  # what IPython sends when a cell ends with `explorer`
+    assert set(data) == {WIDGET_VIEW_MIME, "image/png", "text/plain"}
+    assert data[WIDGET_VIEW_MIME]["model_id"] == explorer.widget.model_id
+    assert base64.b64decode(data["image/png"])[:8] == PNG
+    text = data["text/plain"]
+    assert text.startswith("AttentionExplorer (STA;") and "VBox" not in text and "\n" not in text
+    assert f"cine 'small', module A, frame {explorer.frame.value} of 40" in text
+
+
+def test_the_still_is_the_current_view_with_its_fixed_colour_bar(explorer):
+    """The still holds the widget's own panel row and timeline pixel for pixel; for A that row is the map on
+    the fixed range (0, 1) followed by its colour bar, and it follows the frame slider and the module."""
+    explorer.module.value = "A"
+    explorer.opacity.value = 1.0
+    maps = explorer.maps_for("STA")
+    stills = []
+    for step in (1, 4):
+        explorer.frame.value = maps.frames_of_step(step)[0]
+        still = _pixels(explorer.still())[..., :3]
+        row, timeline = _pixels(explorer.image.value), _pixels(explorer.timeline.value)
+        panel, timeline_at = _position(still, row), _position(still, timeline)
+        assert panel is not None and timeline_at is not None and timeline_at[0] > panel[0]
+        np.testing.assert_array_equal(row[:, :64], colour_map_array(maps.maps["A"][step], (0, 1), UNSIGNED_CMAP))
+        np.testing.assert_array_equal(row[:, 64:], _colour_bar((0.0, 1.0), UNSIGNED_CMAP, 64, True))
+        stills.append(still)
+    assert not np.array_equal(stills[0], stills[1])  # the still shows the frame the slider is on, not the first
+    assert _position(stills[1], _pixels(explorer.image.value)) is not None
+    assert f"frame {explorer.frame.value} of 40" in explorer.summary()
+    explorer.module.value = "TA"
+    assert not np.array_equal(_pixels(explorer.still())[..., :3], stills[1]) and "module TA," in explorer.summary()
+    explorer.module.value = "A"
+    explorer.opacity.value = 0.6
+
+
+def test_a_flat_gate_is_flagged_in_the_readout(teach_locator, small_cine):
+    explorer = AttentionExplorer({"small": small_cine}, {"STA": teach_locator}, height=64)
+    maps = explorer.maps_for("STA")
+    a = maps.maps["A"]
+    span = float(a.max() - a.min())
+    explorer.module.value = "A"
+    assert ("nearly flat" in explorer.label.value) == (span < 0.05)
+    maps.maps["A"] = np.full_like(a, 0.5) + np.linspace(0, 0.01, a.size, dtype=a.dtype).reshape(a.shape)
+    explorer.frame.value = 0 if explorer.frame.value else 1  # redraw
+    assert "nearly flat: range 0.010 &lt; 0.05 over this cine" in explorer.label.value
+    explorer.module.value = "X"  # an unbounded response is never called flat
+    assert "nearly flat" not in explorer.label.value

@@ -4,22 +4,34 @@ Each explorer keeps its state on itself, puts its results in widget *traits* (``
 bytes, ``HTML.value`` a readout) and recomputes everything in one ``_update()`` that reads only ``self``:
 no callback ever reads a notebook global, so moving a slider after later cells ran still works. A test sets
 ``explorer.value.value = 0.25`` and checks the traits, exactly as a student's click would.
+
+Displayed in a notebook, an explorer gives a mime bundle with two views of itself: the live widget
+(``application/vnd.jupyter.widget-view+json``, which JupyterLab's widget manager renders first) and a still
+``image/png`` of its current view, composed from the very pictures and readouts the widget shows
+(``widget_still``). A copy read without a kernel (GitHub, nbviewer, an untrusted notebook, an HTML export
+without widget state) shows the still; ``text/plain`` says in one line what it is.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
+import html
 import io
+import re
+import textwrap
 
 import ipywidgets as widgets
 import numpy as np
 from PIL import Image as PILImage
 
 from xcalab.data.io import Cine
+from xcalab.models.maps import UNIT_RANGE
 
 
-def frames_to_png(*images: np.ndarray, gap: int = 4) -> bytes:
-    """Grey images in [0, 1] (each [H, W], same H) side by side as one PNG (white gaps between them)."""
+def grey_row(*images: np.ndarray, gap: int = 4) -> np.ndarray:
+    """Grey images in [0, 1] (each [H, W], same H) side by side, white gaps between them: (H, W_total) uint8,
+    values clipped to the fixed range [0, 1] (never stretched to an image's own minimum and maximum)."""
     if not images:
         raise ValueError("give at least one image")
     h = images[0].shape[0]
@@ -27,18 +39,149 @@ def frames_to_png(*images: np.ndarray, gap: int = 4) -> bytes:
         raise ValueError(f"images must be 2-D with the same height, got {[im.shape for im in images]}")
     spacer = np.ones((h, gap), dtype=np.float32)
     row = np.concatenate([part for im in images for part in (np.clip(im, 0, 1), spacer)][:-1], axis=1)
+    return np.round(row * 255).astype(np.uint8)
+
+
+def frames_to_png(*images: np.ndarray, gap: int = 4) -> bytes:
+    """Grey images in [0, 1] (each [H, W], same H) side by side as one PNG (white gaps between them)."""
     buffer = io.BytesIO()
-    PILImage.fromarray(np.round(row * 255).astype(np.uint8)).save(buffer, format="PNG")
+    PILImage.fromarray(grey_row(*images, gap=gap)).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
-class KnobExplorer:
+# --------------------------------------------------------------------------------------------------
+# The still: what a copy without a kernel shows in place of the live widget
+# --------------------------------------------------------------------------------------------------
+
+#: The mime type of a live widget view; JupyterLab's widget manager renders it before any other.
+WIDGET_VIEW_MIME = "application/vnd.jupyter.widget-view+json"
+#: The first line of every still: a reader of a static copy learns why nothing moves.
+STILL_TITLE = "A still of the explorer's view (this copy has no kernel): run the notebook to move its controls."
+#: Text of a still: font size (points at 100 dpi) and line height (pixels).
+STILL_FONTSIZE, STILL_LINE_PX = 9.0, 15
+
+
+def png_to_rgb(png: bytes) -> np.ndarray:
+    """PNG (or any image file) bytes -> (H, W, 3) uint8."""
+    return np.asarray(PILImage.open(io.BytesIO(png)).convert("RGB"))
+
+
+def html_to_lines(text: str) -> list[str]:
+    """A readout's HTML as plain lines: ``<br>`` ends a line, other tags are dropped, entities decoded."""
+    return [html.unescape(re.sub(r"<[^>]+>", "", line)).strip()
+            for line in re.split(r"<br\s*/?>|\n", text, flags=re.IGNORECASE)]
+
+
+def text_rgb(lines: list[str], width: int, bold_first: bool = False) -> np.ndarray:
+    """Lines of text wrapped to ``width`` pixels, dark on white: (n_lines_after_wrapping * 15 + 8, width, 3) uint8."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    chars = max(int(width / (0.56 * STILL_FONTSIZE * 100 / 72)), 20)  # DejaVu Sans: about 0.56 em per character
+    wrapped: list[tuple[str, bool]] = []
+    for i, line in enumerate(lines):
+        bold = bold_first and i == 0
+        wrapped += [(part, bold) for part in (textwrap.wrap(line, chars) or [""])]
+    height = len(wrapped) * STILL_LINE_PX + 8
+    fig = Figure(figsize=(width / 100, height / 100), dpi=100)  # no pyplot: nothing leaks into the cell's figures
+    canvas = FigureCanvasAgg(fig)
+    for i, (line, bold) in enumerate(wrapped):
+        fig.text(4 / width, 1 - (4 + (i + 0.78) * STILL_LINE_PX) / height, line, fontsize=STILL_FONTSIZE,
+                 color="0.1", weight="bold" if bold else "normal", va="baseline", parse_math=False)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def _hidden(widget) -> bool:
+    return getattr(getattr(widget, "layout", None), "display", None) == "none"
+
+
+def _control_text(widget) -> str | None:
+    """"description: value" of a control (a dropdown's label, a slider's number); None for anything else."""
+    if isinstance(widget, (widgets.Image, widgets.HTML, widgets.Label)) or not isinstance(widget, widgets.ValueWidget):
+        return None
+    value = widget.label if hasattr(widget, "label") else widget.value
+    value = f"{value:g}" if isinstance(value, float) else str(value)
+    return f"{widget.description}: {value}" if getattr(widget, "description", "") else value
+
+
+def _still_parts(widget) -> list[np.ndarray | list[str]]:
+    """What ``widget`` shows, top to bottom: pictures as (H, W, 3) uint8, text as a list of lines.
+    A box of controls becomes one line ("cine: … · frame: 12"); hidden widgets show nothing."""
+    if _hidden(widget):
+        return []
+    if isinstance(widget, widgets.Image):
+        return [png_to_rgb(widget.value)] if widget.value else []
+    if isinstance(widget, (widgets.HTML, widgets.Label)):
+        return [html_to_lines(widget.value)] if widget.value else []
+    if isinstance(widget, widgets.Box):
+        shown = [child for child in widget.children if not _hidden(child)]
+        controls = [_control_text(child) for child in shown]
+        if shown and all(text is not None for text in controls):
+            return [[" · ".join(controls)]]
+        return [part for child in shown for part in _still_parts(child)]
+    text = _control_text(widget)
+    return [[text]] if text is not None else []
+
+
+def widget_still(widget, title: str = STILL_TITLE, gap: int = 6, min_width: int = 640) -> bytes:
+    """A still of what ``widget`` shows now, as PNG bytes: ``title``, then every part of the widget top to bottom
+    (controls as "description: value" lines, ``Image`` pictures pixel for pixel, ``HTML`` readouts as text),
+    left-aligned on white with ``gap`` pixels between parts, at least ``min_width`` pixels wide.
+
+    It draws no picture of its own: the pictures are the widget's own PNG bytes, so the still shows exactly
+    the maps, colour limits and colour bars the live widget shows."""
+    parts = ([[title]] if title else []) + _still_parts(widget)
+    pictures = [p for p in parts if isinstance(p, np.ndarray)]
+    if not pictures and not any(isinstance(p, list) and any(p) for p in parts[1 if title else 0:]):
+        raise ValueError(f"{type(widget).__name__} shows nothing to draw a still of")
+    width = max([min_width] + [p.shape[1] for p in pictures])
+    blocks = [p if isinstance(p, np.ndarray) else text_rgb(p, width, bold_first=title != "" and i == 0)
+              for i, p in enumerate(parts)]
+    height = sum(b.shape[0] for b in blocks) + gap * (len(blocks) + 1)
+    still = np.full((height, width + 2 * gap, 3), 255, dtype=np.uint8)
+    top = gap
+    for block in blocks:
+        still[top:top + block.shape[0], gap:gap + block.shape[1]] = block
+        top += block.shape[0] + gap
+    buffer = io.BytesIO()
+    PILImage.fromarray(still).save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+class _WithStill:
+    """Display an explorer as its live widget plus a still of its current view (``widget_still``).
+
+    Subclasses set ``self.widget`` (the box the notebook shows) and give ``summary()``, the one-line
+    ``text/plain`` a terminal or a text-only reader shows.
+    """
+
+    widget: widgets.Box
+
+    def summary(self) -> str:
+        raise NotImplementedError
+
+    def still(self) -> bytes:
+        """PNG bytes of what the widget shows now."""
+        return widget_still(self.widget)
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        """{widget view (when the widget is open), image/png (base64, as IPython sends PNGs), text/plain}."""
+        live = getattr(self.widget, "_repr_mimebundle_", None)  # None once the widget is closed
+        bundle = dict((live(include=include, exclude=exclude) or {}) if callable(live) else {})
+        bundle["image/png"] = base64.b64encode(self.still()).decode("ascii")
+        bundle["text/plain"] = self.summary()
+        return bundle
+
+
+class KnobExplorer(_WithStill):
     """Turn one XCA-Synth difficulty knob and watch a frame (left) and its true vessel map (right) change.
 
-    The same seed is re-rendered with ``Knobs(**{knob: value})``, so only the knob's effect changes.
+    The same seed is re-rendered with ``Knobs(**{knob: value})``, so only the knob's effect changes. Both
+    images are grey on the fixed range [0, 1], with its colour bar on the right.
 
         explorer = KnobExplorer(seed=0, image_size=128, n_frames=48)
-        explorer            # in a notebook cell: the controls and the picture
+        explorer            # in a notebook cell: the controls and the picture (a still without a kernel)
     """
 
     #: (min, max, step) of each knob's slider; 1.0 is always the validated default.
@@ -92,17 +235,20 @@ class KnobExplorer:
 
         seq = self.render()
         i = min(int(self.frame.value), seq.n_frames - 1)
-        self.image.value = frames_to_png(seq.frames[i], seq.truth.vessel_maps[i])
+        grey = grey_row(seq.frames[i], seq.truth.vessel_maps[i])
+        bar = _colour_bar((0.0, 1.0), "gray", grey.shape[0], fixed=True)
+        spacer = np.full((grey.shape[0], 4, 3), 255, dtype=np.uint8)
+        self.image.value = _png(np.concatenate([np.repeat(grey[..., None], 3, axis=2), spacer, bar], axis=1))
         start, apex, end = seq.truth.keyframes
         self.label.value = (
             f"<b>{self.knob.value} = {self.value.value:g}</b> · frame {i} ({PHASES[int(seq.truth.phases[i])]}) · "
             f"keyframes start {start}, apex {apex}, end {end} · left: the frame, right: its true vessel map"
         )
 
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        display(self.widget)
+    def summary(self) -> str:
+        """One line for text-only readers: what this is and what it shows now."""
+        return (f"KnobExplorer (XCA-Synth seed {self.seed}, an interactive widget; without a kernel, a still of its "
+                f"view): {self.knob.value} = {self.value.value:g}, frame {self.frame.value} of {self.frame.max + 1}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -177,8 +323,9 @@ class _StaticPlot:
         return rgb
 
 
+@functools.lru_cache(maxsize=32)
 def _colour_bar(value_range: tuple[float, float], cmap: str, height: int, fixed: bool) -> np.ndarray:
-    """A labelled vertical colour bar, (height, w, 3) uint8."""
+    """A labelled vertical colour bar, (height, w, 3) uint8 (cached: read it, never write into it)."""
     import matplotlib.pyplot as plt
     from matplotlib.colors import Normalize
 
@@ -192,7 +339,7 @@ def _colour_bar(value_range: tuple[float, float], cmap: str, height: int, fixed:
     return _resize(rgb, height, rgb.shape[1], smooth=True) if rgb.shape[0] != height else rgb
 
 
-class AttentionExplorer:
+class AttentionExplorer(_WithStill):
     """Move through a cine and see every map the detector captures, frame by frame (ipywidgets).
 
         from xcalab.locator import load_locator
@@ -209,7 +356,8 @@ class AttentionExplorer:
     Controls: cine, frame (in the cine's own frames), module (every captured map, grouped for the
     transformer), level and head (transformer bands), opacity (step maps over the frame). The panel row
     is ``image.value`` (PNG bytes), the timeline ``timeline.value``, the readout ``label.value``. Maps are
-    computed once per (model, cine) and cached; callbacks read only ``self``.
+    computed once per (model, cine) and cached; callbacks read only ``self``. Displayed, it also carries a
+    still of its current view (``still()``), which copies without a kernel show.
     """
 
     def __init__(self, cines, locators, truth=None, height: int | None = None, opacity: float = 0.6):
@@ -480,9 +628,16 @@ class AttentionExplorer:
                 text += (f" (row: a point of level {first.kinds[name].level}, one per {2 ** first.kinds[name].level} "
                          f"steps, outlined at this frame; columns: its neighbours −{w}…+{w})")
         if name in first.kinds:
+            kind = first.kinds[name]
             lo, hi = first.value_range(name)
-            text += f" · {first.kinds[name].kind} map, range [{lo:.3g}, {hi:.3g}] " + (
+            text += f" · {kind.kind} map, range [{lo:.3g}, {hi:.3g}] " + (
                 "(fixed)" if first.range_is_fixed(name) else "(observed on this cine)")
+            gate = kind.value_range is not None and tuple(map(float, kind.value_range)) == UNIT_RANGE
+            if kind.kind == "step" and gate:  # a gate on its fixed scale: flat looks flat, so say it is
+                from xcalab.viz.common import flat_warning
+
+                if warning := flat_warning(first.maps[name]):
+                    text += f" · <b>{html.escape(warning)} over this cine</b>"
         parts.append(text)
         if len(models) > 1:
             parts.append("left to right: " + ", ".join(models))
@@ -498,10 +653,14 @@ class AttentionExplorer:
             lines.append(f"at step {step}: P(filling) {scores[0]:.2f}, P(disappearing) {scores[1]:.2f}")
         return "<br>".join(lines)
 
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
-
-        display(self.widget)
+    def summary(self) -> str:
+        """One line for text-only readers: what this is and what it shows now."""
+        module = self.module.value
+        if module == TRANSFORMER and self.level.value:
+            module += f" {self.level.value.split('/', 1)[-1]} head {self.head.value}"
+        return (f"AttentionExplorer ({', '.join(self.locators)}; an interactive widget; without a kernel, a still of "
+                f"its view): cine {self.cine.value!r}, module {module}, frame {self.frame.value} of "
+                f"{self.frame.max + 1}")
 
 
 def draw_explorer_timeline(maps, truth=None, width_in: float = 9.0):
@@ -565,7 +724,7 @@ def plot_sequence_maps(maps, names, frames, title: str | None = None):
         cmap = SIGNED_CMAP if lo < 0 < hi and maps.range_is_fixed(name) else UNSIGNED_CMAP
         for c, f in enumerate(frames):
             ax = axes[r, c]
-            ax.imshow(seq.frames[f], cmap="gray", extent=(0, 1, 1, 0))
+            ax.imshow(seq.frames[f], cmap="gray", vmin=0.0, vmax=1.0, extent=(0, 1, 1, 0))  # frames on (0, 1)
             step = maps.step_of_frame(f)
             if step is not None:
                 ax.imshow(maps.maps[name][step], cmap=cmap, vmin=lo, vmax=hi, alpha=0.6, extent=(0, 1, 1, 0),
