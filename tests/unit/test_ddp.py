@@ -60,6 +60,8 @@ def test_two_gloo_processes_train_like_one(tmp_path):
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "trained 2 epochs on 2 process(es)" in done.stdout
+    # DDP leaves the ICon projection alone instead of searching the graph for unused parameters every step
+    assert "unused parameters" not in done.stderr and "find_unused_parameters" not in done.stderr, done.stderr[-2000:]
 
     one = train(apply_overrides(get_preset("smoke"), OVERRIDES), tmp_path, ann, tmp_path / "one", progress=False)
     a = torch.load(tmp_path / "one" / "checkpoint.pt", weights_only=True)
@@ -79,3 +81,20 @@ def test_two_gloo_processes_train_like_one(tmp_path):
     kinds = [json.loads(line)["kind"] for line in (tmp_path / "two" / "log.jsonl").read_text().splitlines()]
     assert kinds == ["step", "step", "epoch"] * 2
     assert json.loads(b["meta"])["world_size"] == 2
+
+
+def test_ddp_leaves_alone_only_the_icon_projection():
+    from xcalab.models.detector import KeyframeDetector
+    from xcalab.train.distributed import Distributed, occasional_parameters
+
+    cfg = get_preset("smoke")
+    detector = KeyframeDetector(cfg.model)
+    names = list(occasional_parameters(detector))
+    assert names and all(n.startswith("imagewise.projection.") for n in names)
+    assert len(names) == 4  # two Linear layers: weight and bias each
+    plain = KeyframeDetector(cfg.model.ablation(imagewise=False))
+    assert occasional_parameters(plain) == {}
+    # alone, averaging is a no-op that keeps a missing gradient missing
+    p = torch.nn.Parameter(torch.ones(3))
+    Distributed().average_gradients([p])
+    assert p.grad is None

@@ -12,6 +12,13 @@ things make W processes compute the gradient of the same loss as one process wou
   (``gather_rows``), so every anchor sees every positive and negative of the global batch;
 - SA's BatchNorm computes its statistics over the global batch (``GlobalBatchNorm2d``; PyTorch's
   ``SyncBatchNorm`` does not run on CPUs).
+
+One part of the model learns only in some epochs: the ICon projection, in contrast epochs. DDP expects a
+gradient for every parameter it holds in every step; ``find_unused_parameters=True`` would let it search the
+autograd graph for the missing ones in *every* step (and warn in the steps where none is missing). Instead
+DDP is told to leave those parameters alone (``occasional_parameters``), and ``Distributed.average_gradients``
+averages their gradients over the processes after backward in the steps that have them, as DDP does for the
+rest; in the steps without them they stay ``None``, exactly as in a one-process run.
 """
 
 from __future__ import annotations
@@ -92,9 +99,47 @@ class Distributed:
         dist.all_gather_object(out, obj, group=self.group)
         return out
 
+    def average_gradients(self, params: list[nn.Parameter]) -> None:
+        """Average the gradients of ``params`` over the processes (sum / W, as DDP averages the others).
+
+        A process without a gradient for them contributes zeros; when no process has one (a step that did not
+        use them), they stay None on every process, as in a one-process run. One small all-reduce decides which.
+        """
+        if self.world_size == 1 or not params:
+            return
+        used = torch.tensor([float(any(p.grad is not None for p in params))], device=self.device)
+        dist.all_reduce(used, group=self.group)
+        if used.item() == 0:
+            return
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
+        dist.all_reduce(flat, group=self.group)
+        flat /= self.world_size
+        offset = 0
+        for p in params:
+            p.grad = flat[offset:offset + p.numel()].view_as(p).clone()
+            offset += p.numel()
+
+    def broadcast_parameters(self, params: list[nn.Parameter]) -> None:
+        """Rank 0's values of ``params`` on every process (DDP does this for the parameters it holds)."""
+        if self.world_size == 1:
+            return
+        with torch.no_grad():
+            for p in params:
+                dist.broadcast(p.data, src=0, group=self.group)
+
     def close(self) -> None:
         if self.owns_process_group and dist.is_initialized():
             dist.destroy_process_group()
+
+
+#: Top-level sub-modules of the detector that learn only in some steps: the ICon projection (contrast epochs).
+OCCASIONAL_MODULES = ("imagewise",)
+
+
+def occasional_parameters(core: nn.Module) -> dict[str, nn.Parameter]:
+    """name -> parameter of ``core``'s ``OCCASIONAL_MODULES`` (trainable ones): what DDP leaves alone."""
+    return {name: p for name, p in core.named_parameters()
+            if name.split(".", 1)[0] in OCCASIONAL_MODULES and p.requires_grad}
 
 
 class _AllReduceSum(torch.autograd.Function):

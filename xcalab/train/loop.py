@@ -66,7 +66,7 @@ from xcalab.train.checkpoint import (
     set_rng_state,
     weights_metadata,
 )
-from xcalab.train.distributed import Distributed, use_global_batchnorm
+from xcalab.train.distributed import Distributed, occasional_parameters, use_global_batchnorm
 from xcalab.train.generative import GenerativeAttentionTask
 from xcalab.train.losses import INIT_LOSS_NORM, LossNormaliser
 from xcalab.train.optim import ModelEMA, build_optimizer, build_scheduler
@@ -169,7 +169,7 @@ def train(
             state = _build_state(cfg, task, steps, ctx)
             if resume:
                 _resume(state, out_dir / CHECKPOINT, cfg, ctx)
-            model = _parallel(state.core, cfg, ctx)
+            model = _parallel(state.core, ctx)
             if ctx.is_main:
                 out_dir.mkdir(parents=True, exist_ok=True)
                 with atomic_path(out_dir / CONFIG) as tmp:
@@ -235,14 +235,17 @@ def _resume(state: TrainingState, checkpoint_path: Path, cfg: Config, ctx: Distr
         seed_process(derive_seed(cfg.seed, state.epoch), ctx.rank)
 
 
-def _parallel(core: nn.Module, cfg: Config, ctx: Distributed) -> nn.Module:
+def _parallel(core: nn.Module, ctx: Distributed) -> nn.Module:
     """The model the steps run: ``core`` alone, or wrapped in DDP when several processes train."""
     if ctx.world_size == 1:
         return core
-    return DistributedDataParallel(
-        core, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None,
-        find_unused_parameters=cfg.model.imagewise,  # the ICon projection only learns in contrast epochs
-    )
+    # The ICon projection only learns in contrast epochs: DDP leaves it alone (no search for unused parameters
+    # in every step) and _train_one_epoch averages its gradient itself (train.distributed explains).
+    occasional = occasional_parameters(core)
+    if occasional:
+        DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(core, list(occasional))
+        ctx.broadcast_parameters(list(occasional.values()))
+    return DistributedDataParallel(core, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
 
 
 def _train_one_epoch(model: nn.Module, state: TrainingState, task: DetectionTask, train_set: FeatureDataset,
@@ -254,6 +257,7 @@ def _train_one_epoch(model: nn.Module, state: TrainingState, task: DetectionTask
     sums = dict(task.before_epoch(state, _batches(train_set, cfg, epoch, ctx, 1), cfg, epoch, ctx))
     model.train()
     sums.update({"loss": 0.0, "cls": 0.0, "reg": 0.0, "con": 0.0})
+    occasional = list(occasional_parameters(state.core).values()) if ctx.world_size > 1 else []
     for i, batch in enumerate(_batches(train_set, cfg, epoch, ctx)):
         step = epoch * steps + i
         loss, terms = task.step_loss(model, state.core, batch.to(ctx.device), cfg, epoch, step, state.normaliser, ctx)
@@ -262,6 +266,7 @@ def _train_one_epoch(model: nn.Module, state: TrainingState, task: DetectionTask
                                      f"lower train.lr (now {tc.lr}) or check the features")
         state.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        ctx.average_gradients(occasional)  # what DDP leaves alone (none when alone)
         grad_norm = float(torch.nn.utils.clip_grad_norm_(state.core.parameters(), tc.clip_grad)) if tc.clip_grad > 0 else None
         lr = state.optimizer.param_groups[0]["lr"]
         state.optimizer.step()
