@@ -142,16 +142,16 @@ def _child(kind: str, steps: int, args: argparse.Namespace, env: dict, checkout:
 
 
 @contextlib.contextmanager
-def _checkout(spec: str):
-    """A folder holding ``spec``: the folder itself, or a temporary git worktree of the commit ``spec``."""
-    folder = Path(spec)
+def _checkout(target: str):
+    """A folder holding ``target``: the folder itself, or a temporary git worktree of the commit ``target``."""
+    folder = Path(target)
     if (folder / "xcalab" / "__init__.py").is_file():
         yield folder.resolve()
         return
-    sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", f"{spec}^{{commit}}"],
+    sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", f"{target}^{{commit}}"],
                          capture_output=True, text=True)
     if sha.returncode != 0:
-        raise SystemExit(f"--against {spec!r}: neither an xcalab checkout nor a commit of {REPO}")
+        raise SystemExit(f"--against {target!r}: neither an xcalab checkout nor a commit of {REPO}")
     with tempfile.TemporaryDirectory(prefix="xcalab-against-") as tmp:
         tree = Path(tmp) / sha.stdout.strip()[:12]
         subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(tree), sha.stdout.strip()],
