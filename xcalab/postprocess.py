@@ -510,3 +510,75 @@ def decode_batch(
         )
         for b in range(batch)
     ]
+
+
+# --------------------------------------------------------------------------------------------------
+# For looking at: every step of decode_video for one cine
+# --------------------------------------------------------------------------------------------------
+
+
+class PostprocessStages(NamedTuple):
+    """What each step of ``decode_video`` leaves of one cine's candidates (grid units unless converted).
+
+    candidates   step 1's ``Candidates``: segments [N, 2], scores [N] (probabilities), labels [N]
+    kept         [M] int64 index into the candidates of what Soft-NMS kept, in the order it picked them
+    kept_scores  [M] their Soft-NMS-decayed scores
+    voted        [M, 2] the kept segments after voting (the kept candidates' own segments without voting)
+    top1         the best kept segment of each class, in label order: (label_id, start, end, score) each
+    """
+
+    candidates: Candidates
+    kept: Tensor
+    kept_scores: Tensor
+    voted: Tensor
+    top1: tuple[tuple[int, float, float, float], ...]
+
+    def in_frames(self, grid: FeatureGrid) -> PostprocessStages:
+        """The same stages with every segment in frame coordinates (``FeatureGrid.grid_to_frame``)."""
+        return self._replace(
+            candidates=self.candidates._replace(segments=grid.grid_to_frame(self.candidates.segments)),
+            voted=grid.grid_to_frame(self.voted),
+            top1=tuple((c, float(grid.grid_to_frame(t0)), float(grid.grid_to_frame(t1)), s) for c, t0, t1, s in self.top1),
+        )
+
+
+def stages_from_candidates(candidates: Candidates, config: PostprocessConfig = PostprocessConfig()) -> PostprocessStages:
+    """Steps 2-5 of ``decode_video`` on given candidates: Soft-NMS, voting, ranking, top-1 per class.
+
+    candidates  segments [N, 2] (grid units), scores [N], labels [N] int64, as ``decode_candidates`` returns
+    """
+    if candidates.segments.dim() != 2 or candidates.segments.shape[-1] != 2:
+        raise ValueError(f"candidate segments must be [N, 2], got {tuple(candidates.segments.shape)}")
+    n = candidates.segments.shape[0]
+    if candidates.scores.shape != (n,) or candidates.labels.shape != (n,):
+        raise ValueError(f"need one score and one label per candidate segment ({n}), got "
+                         f"{tuple(candidates.scores.shape)} and {tuple(candidates.labels.shape)}")
+    index, scores = soft_nms(
+        candidates.segments, candidates.scores, candidates.labels,
+        config.sigma, config.min_score, config.max_seg_num, config.multiclass,
+    )
+    segments, labels = candidates.segments[index], candidates.labels[index]
+    if not config.multiclass and config.voting_thresh > 0 and len(index):
+        segments = segment_voting(segments, candidates.segments, candidates.scores, config.voting_thresh)
+    order = torch.sort(scores, descending=True, stable=True).indices[: config.max_seg_num]
+    ranked = [Detection("", int(c), t0, t1, float(p))
+              for (t0, t1), p, c in zip(segments[order].tolist(), scores[order].tolist(), labels[order].tolist())]
+    top1 = tuple((d.label_id, d.t0, d.t1, d.score)
+                 for d in sorted(top1_per_class(ranked, ties="listed"), key=lambda d: d.label_id))
+    return PostprocessStages(candidates, index, scores, segments, top1)
+
+
+def postprocess_stages(
+    cls_logits_per_level: Sequence[Tensor],
+    offsets_per_level: Sequence[Tensor],
+    masks_per_level: Sequence[Tensor] | None,
+    strides: Sequence[int],
+    config: PostprocessConfig = PostprocessConfig(),
+) -> PostprocessStages:
+    """``decode_video``'s steps 1-5 for one cine, keeping what each step leaves (grid units).
+
+    Args: as ``decode_candidates`` (per level [C, T_l] logits, [2, T_l] offsets, [T_l] masks; the strides).
+    The top-1 segments are ``decode_video``'s, before their conversion to seconds.
+    """
+    candidates = decode_candidates(cls_logits_per_level, offsets_per_level, masks_per_level, strides, config)
+    return stages_from_candidates(candidates, config)

@@ -209,3 +209,100 @@ def assign_targets(
     reg = reg.squeeze(2) / stride  # [B, P, 2] / [1, P, 1]
     reg = reg * positive.unsqueeze(-1).to(dtype)
     return AssignedTargets(cls, reg, positive)
+
+
+# --------------------------------------------------------------------------------------------------
+# For looking at: one video's assignment, level by level
+# --------------------------------------------------------------------------------------------------
+
+
+class LevelAssignment(NamedTuple):
+    """What ``assign_targets`` gives the points of one pyramid level of one video (CPU tensors, for figures).
+
+    level       l
+    stride      s_l, in level-0 grid steps
+    reg_range   (lo_l, hi_l), the level's regression range
+    position    [T_l] float, the points t = 0, s_l, 2 s_l, ... (level-0 grid units)
+    positive    [T_l, C] bool, the class target: point i is positive for class c
+    in_centre   [T_l, K] bool, point i passes segment k's centre-sampling test (whatever its range)
+    centre      [K, 2] float, segment k's centre region (open interval) at this level, grid units
+    farthest    [T_l, K] float, max(t - a_k, b_k - t), what the regression range is compared with
+    """
+
+    level: int
+    stride: int
+    reg_range: tuple[float, float]
+    position: Tensor
+    positive: Tensor
+    in_centre: Tensor
+    centre: Tensor
+    farthest: Tensor
+
+
+def level_lengths(n_steps: int, strides: Sequence[int] = DEFAULT_STRIDES) -> list[int]:
+    """T_l = ceil(T / s_l): the points of each level for a video of T steps (the pyramid's output lengths)."""
+    if n_steps < 1:
+        raise ValueError(f"a video needs at least one feature step, got {n_steps}")
+    return [-(-int(n_steps) // int(s)) for s in strides]
+
+
+def assignment_by_level(
+    segments,
+    labels,
+    n_steps: int,
+    strides: Sequence[int] | None = None,
+    regression_ranges: Sequence[tuple[float, float]] = REGRESSION_RANGES,
+    n_classes: int = 2,
+    centre_radius: float = CENTRE_RADIUS,
+) -> list[LevelAssignment]:
+    """Run ``assign_targets`` on one video and split what it decides by pyramid level.
+
+    Args:
+        segments: [K, 2] ground-truth [start, end] in grid units (``FeatureDataset.ground_truth``).
+        labels: [K] int class of each segment.
+        n_steps: T, the video's feature steps (level l has ceil(T / s_l) points).
+        strides: s_l of each level; None: 1, 2, 4, ... for as many levels as there are regression ranges
+            (the detector's ``strides``).
+        regression_ranges, n_classes, centre_radius: as ``pyramid_points`` / ``assign_targets`` (a config's
+            ``model.regression_ranges`` and ``model.centre_radius``).
+
+    Returns:
+        One ``LevelAssignment`` per level. ``positive`` is ``assign_targets``'s class target itself;
+        ``in_centre`` is ``assign_targets`` run on each segment alone with every regression range opened
+        to (-inf, inf), so it is the code's own centre test; ``centre`` is the interval that test uses,
+        [max(a, c - r s_l), min(b, c + r s_l)].
+    """
+    segments = torch.as_tensor(segments, dtype=torch.float64).cpu().reshape(-1, 2)
+    labels = torch.as_tensor(labels, dtype=torch.int64).cpu().reshape(-1)
+    if labels.shape[0] != segments.shape[0]:
+        raise ValueError(f"need one label per segment, got {labels.shape[0]} labels for {segments.shape[0]} segments")
+    if bool((segments[:, 1] < segments[:, 0]).any()):
+        raise ValueError(f"every segment needs start <= end, got {segments.tolist()}")
+    strides = DEFAULT_STRIDES[: len(regression_ranges)] if strides is None else tuple(strides)
+    if len(strides) != len(regression_ranges):
+        raise ValueError(f"need one stride per regression range, got {len(strides)} and {len(regression_ranges)}")
+    lengths = level_lengths(n_steps, strides)
+    points = pyramid_points(lengths, strides, regression_ranges, dtype=torch.float64)
+    targets = assign_targets(points, segments[None], labels[None], n_classes=n_classes, centre_radius=centre_radius)
+    # The centre test alone: each segment by itself (no shortest-wins), every range open.
+    open_ranges = [(-float("inf"), float("inf"))] * len(strides)
+    open_points = pyramid_points(lengths, strides, open_ranges, dtype=torch.float64)
+    in_centre = torch.stack([
+        assign_targets(open_points, segments[k][None, None], labels[k][None, None], n_classes=n_classes,
+                       centre_radius=centre_radius).positive[0]
+        for k in range(segments.shape[0])
+    ], dim=1) if segments.shape[0] else torch.zeros(points.position.shape[0], 0, dtype=torch.bool)
+
+    t = points.position[:, None]
+    farthest = torch.maximum(t - segments[None, :, 0], segments[None, :, 1] - t)  # [P, K]
+    result = []
+    for level, (stride, (lo, hi)) in enumerate(zip(strides, regression_ranges)):
+        here = points.level == level
+        centre = (segments[:, 0] + segments[:, 1]) / 2
+        region = torch.stack((torch.maximum(segments[:, 0], centre - centre_radius * stride),
+                              torch.minimum(segments[:, 1], centre + centre_radius * stride)), dim=1)
+        result.append(LevelAssignment(
+            level, int(stride), (float(lo), float(hi)), points.position[here],
+            targets.cls[0, here].bool(), in_centre[here], region, farthest[here],
+        ))
+    return result

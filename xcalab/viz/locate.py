@@ -5,6 +5,9 @@
     the timeline                                      filling and disappearing, the keyframes, the truth when
                                                       known, R waves and the end-diastolic frames
     the score curves                                  per-step class probabilities (0-1) and the vessel curve
+
+and, for scoring a detector on cines with truth, the paper's Fig. 4: the true beside the predicted frame of each
+keyframe (``plot_true_vs_predicted_keyframes``; it draws its panels with the triplets' code).
 """
 
 from __future__ import annotations
@@ -38,6 +41,48 @@ def true_keyframes(seq) -> tuple[int | None, int | None, int | None] | None:
     return tuple(k if p else None for k, p in zip(kf, present))
 
 
+def _frame_panel(ax, frame: np.ndarray, title: str, colour: str | None = None, spine_style: str | None = None) -> None:
+    """One frame [H, W] in [0, 1] on fixed grey limits, titled; a coloured frame around it when ``spine_style``."""
+    ax.imshow(frame, cmap="gray", vmin=0.0, vmax=1.0)
+    ax.set_title(title, fontsize=8, color=colour or "k")
+    if spine_style is not None:
+        for spine in ax.spines.values():
+            spine.set_edgecolor(colour)
+            spine.set_linewidth(3)
+            spine.set_linestyle(spine_style)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _note_panel(ax, text: str, colour: str = "k", fontsize: float = 7, axis_off: bool = False) -> None:
+    """A panel that holds only a sentence (a keyframe that is absent, a neighbour outside the cine)."""
+    ax.text(0.5, 0.5, text, ha="center", va="center", color=colour, fontsize=fontsize, transform=ax.transAxes)
+    if axis_off:
+        ax.set_axis_off()
+    else:
+        ax.set_xticks([])
+        ax.set_yticks([])
+
+
+def _check_frames(frames: np.ndarray) -> np.ndarray:
+    frames = np.asarray(frames)
+    if frames.ndim != 3 or len(frames) == 0:
+        raise ValueError(f"frames must be [N, H, W] with N >= 1, got shape {frames.shape}")
+    return frames
+
+
+def _check_keyframes(keyframes: Sequence[int | None] | None, n_frames: int, what: str) -> tuple[int | None, ...]:
+    if keyframes is None:
+        return (None, None, None)
+    if len(keyframes) != 3:
+        raise ValueError(f"{what} keyframes must be three frames (start, apex, end), got {list(keyframes)}")
+    out = tuple(None if k is None else int(k) for k in keyframes)
+    bad = [k for k in out if k is not None and not 0 <= k < n_frames]
+    if bad:
+        raise ValueError(f"{what} keyframes {bad} lie outside the cine's {n_frames} frames")
+    return out
+
+
 def plot_keyframe_triplets(frames: np.ndarray, keyframes: Sequence[int | None], fig: Figure | None = None,
                            subplot_spec=None) -> Figure:
     """Rows start / apex / end, columns previous / key / next frame; an absent keyframe says why.
@@ -49,26 +94,57 @@ def plot_keyframe_triplets(frames: np.ndarray, keyframes: Sequence[int | None], 
     n = len(frames)
     for row, (name, k) in enumerate(zip(KEYFRAMES, keyframes)):
         if k is None:
-            ax = fig.add_subplot(spec[row, :])
-            ax.text(0.5, 0.5, f"{name}: {WHY_ABSENT[name]}", ha="center", va="center", color=KEYFRAME_COLORS[name],
-                    fontsize=10, transform=ax.transAxes)
-            ax.set_axis_off()
+            _note_panel(fig.add_subplot(spec[row, :]), f"{name}: {WHY_ABSENT[name]}", KEYFRAME_COLORS[name], 10,
+                        axis_off=True)
             continue
         for col, offset in enumerate((-1, 0, 1)):
             ax = fig.add_subplot(spec[row, col])
             i = k + offset
             if 0 <= i < n:
-                ax.imshow(frames[i], cmap="gray", vmin=0.0, vmax=1.0)
                 label = {-1: "previous", 0: name, 1: "next"}[offset]
-                ax.set_title(f"{label} #{i}", fontsize=8, color=KEYFRAME_COLORS[name] if offset == 0 else "k")
-                if offset == 0:
-                    for spine in ax.spines.values():
-                        spine.set_edgecolor(KEYFRAME_COLORS[name])
-                        spine.set_linewidth(3)
+                key = offset == 0
+                _frame_panel(ax, frames[i], f"{label} #{i}", KEYFRAME_COLORS[name] if key else None,
+                             "solid" if key else None)
             else:
-                ax.text(0.5, 0.5, "(outside the cine)", ha="center", va="center", fontsize=7, transform=ax.transAxes)
-            ax.set_xticks([])
-            ax.set_yticks([])
+                _note_panel(ax, "(outside the cine)")
+    return fig
+
+
+def plot_true_vs_predicted_keyframes(frames: np.ndarray, truth: Sequence[int | None] | None,
+                                     predicted: Sequence[int | None] | None, title: str | None = None,
+                                     fig: Figure | None = None, subplot_spec=None) -> Figure:
+    """The paper's Fig. 4 for one cine: rows start / apex / end, columns the true and the predicted keyframe.
+
+    frames     [N, H, W] in [0, 1], the cine
+    truth      the true (start, apex, end) frame indices (None where a keyframe is absent, or None)
+    predicted  the predicted ones (None where the detector found none, or None)
+    title      a line above the panels (e.g. the cine's id)
+    Each predicted panel's title gives its deviation, predicted - true, in frames. The true frame is framed
+    dotted and the predicted one solid, in the keyframe's colour (as ``plot_locate_summary``'s timeline).
+    """
+    frames = _check_frames(frames)
+    truth = _check_keyframes(truth, len(frames), "true")
+    predicted = _check_keyframes(predicted, len(frames), "predicted")
+    fig = fig or plt.figure(figsize=(4.2, 6.6))
+    spec = subplot_spec.subgridspec(3, 2, wspace=0.05, hspace=0.3) if subplot_spec is not None else fig.add_gridspec(3, 2)
+    for row, (name, t, p) in enumerate(zip(KEYFRAMES, truth, predicted)):
+        colour = KEYFRAME_COLORS[name]
+        ax = fig.add_subplot(spec[row, 0])
+        if t is None:
+            _note_panel(ax, f"true {name}:\nnot in this cine", colour)
+        else:
+            _frame_panel(ax, frames[t], f"true {name} #{t}", colour, "dotted")
+        ax = fig.add_subplot(spec[row, 1])
+        if p is None:
+            _note_panel(ax, f"predicted {name}:\nnot detected", colour)
+        else:
+            deviation = "" if t is None else f" ({p - t:+d} frames)"
+            _frame_panel(ax, frames[p], f"predicted {name} #{p}{deviation}", colour, "solid")
+    if title:
+        if subplot_spec is None:
+            fig.suptitle(title, fontsize=9)
+        else:
+            fig.add_subplot(subplot_spec, frameon=False, xticks=[], yticks=[]).set_title(title, fontsize=9, pad=14)
     return fig
 
 
@@ -136,4 +212,4 @@ def plot_locate_summary(result, truth: Sequence[int | None] | None = None) -> Fi
     return fig
 
 
-__all__ = ["plot_keyframe_triplets", "plot_locate_summary", "true_keyframes"]
+__all__ = ["plot_keyframe_triplets", "plot_locate_summary", "plot_true_vs_predicted_keyframes", "true_keyframes"]
