@@ -364,7 +364,11 @@ def plot_patch_and_responses(
     image_panel(axes[r0 + 1, 0], kernel, f"kernel {patch_size}×{patch_size} at {tuple(int(v) for v in centre)}",
            cmap="magma", vmin=float(kernel.min()), vmax=max(float(kernel.max()), float(kernel.min()) + 1e-12))
     # the kernel is a tiny patch of background: its own min..max scale, with its own bar to say so
-    colour_bar(fig, axes[r0 + 1, 0].images[0], axes[r0 + 1, 0], "kernel")
+    bar = fig.colorbar(axes[r0 + 1, 0].images[0], ax=axes[r0 + 1, 0], orientation="horizontal", fraction=0.08,
+                       pad=0.04)  # below the kernel, clear of the response row's label
+    bar.set_label("kernel value", fontsize=7)
+    bar.ax.tick_params(labelsize=6)
+    bar.ax.xaxis.set_major_locator(MaxNLocator(3))
     for c, k in enumerate(idx, start=1):
         image_panel(axes[r0, c], maps[k], "" if frames is not None else f"step {k}", vmax=in_max)
         image_panel(axes[r0 + 1, c], responses[k], vmax=out_max)
