@@ -345,8 +345,93 @@ def export_detector(run_dir: str | Path, path: str | Path, command: str, extra: 
     return save_checkpoint(path, {"format": "xcalab-weights-1", "ema": ema, "meta": json.dumps(meta, default=str)})
 
 
+# --------------------------------------------------------------------------------------------------
+# Shipping a detector: one call from a preset and a variant to data/weights/, with its test scores
+# --------------------------------------------------------------------------------------------------
+
+
+def measure_test_scores(model: torch.nn.Module, cfg: Config, data: FeatureData) -> dict[str, Any]:
+    """A detector's scores on the test cines of ``data``, as a shipped file records them (``meta["test"]``).
+
+    model  a ``KeyframeDetector`` (eval mode) trained with ``cfg``; cfg its configuration (problem setting, window)
+    data   the features it is scored on (their test subset; the paper's protocol: top-1 segment per class)
+    Returns plain JSON numbers: ``average_map`` (mean of ``map_per_tiou`` over ``tious``, 0..1), ``ad`` (frames,
+    the correct convention) and ``ad_paper`` (the reference's), ``prf_paper`` (frame P/R/F with background),
+    ``n_missing`` (cines without keyframes), ``split`` and ``protocol`` (what was measured).
+    """
+    from xcalab.inference import evaluate
+
+    dataset = dataset_for(cfg, data.features_dir, data.annotations, "test")
+    if not len(dataset):
+        raise XcalabInputError(data.annotations_path, "no test cines to score the detector on")
+    scores = evaluate(model, dataset, cfg)
+    if scores.map_top1 is None:
+        raise XcalabInputError(data.annotations_path, "the test cines have no ground-truth actions to score against")
+    return {
+        "split": f"XCA-Synth {data.cfg.name} seed {data.cfg.seed}, test subset ({len(dataset)} cines)",
+        "protocol": "paper (top-1 per class)",
+        "average_map": float(scores.average_map),
+        "tious": [float(t) for t in scores.map_top1.tious],
+        "map_per_tiou": [float(m) for m in scores.map_top1.map],
+        "ad": scores.ad, "ad_paper": scores.ad_paper,
+        "prf_paper": None if scores.prf is None else {k: float(v) for k, v in scores.prf._asdict().items()},
+        "n_missing": scores.n_missing,
+    }
+
+
+def recorded_test_scores(path: str | Path) -> dict[str, Any] | None:
+    """The test scores a weights file records (``measure_test_scores``' dict; read with ``weights_only=True``),
+    or None when it records none."""
+    meta = json.loads(read_checkpoint(path)["meta"])
+    return meta.get("test")
+
+
+def ship_detector(
+    cfg: Config,
+    variant: str,
+    weights_dir: str | Path | None = None,
+    data: FeatureData | None = None,
+    command: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """Train ``variant`` with ``cfg`` (or reuse its finished run), export it and record its test scores.
+
+    The run is ``run_dir_for(cfg, variant)`` under ``cfg.data_dir`` (trained, resumed or reused as
+    ``load_or_train_detector`` does; shipped weights are never the source). The file is
+    ``<weights_dir>/detector-<preset>-<variant>-seed<N>.pt`` (default ``data/weights/``, where
+    ``load_or_train_detector`` looks first): the selected EMA weights in float16 with the configuration, the
+    history, ``command`` and ``meta["test"]``: ``measure_test_scores`` of the float16 weights themselves (what
+    a student who loads the file gets). Returns the file's path.
+
+    cfg       the preset (sizes, training, seed)
+    variant   a name of ``VARIANTS``
+    data      its learned features (default ``prepare_features(cfg)``, cached)
+    command   what made the file, recorded in it (default: the ``xcalab ship-detector`` line that does this)
+    """
+    import shlex
+
+    check_variant(variant)
+    if data is not None and data.source != "learned":
+        raise ValueError(f"shipped detectors are trained on the learned features, not {data.source!r} ones")
+    data = data or prepare_features(cfg, progress=progress)
+    run_dir = run_dir_for(cfg, variant)
+    load_or_train_detector(cfg, variant, data, progress=progress, run_dir=run_dir)
+    name = shipped_detector_path(variant, cfg.name, cfg.seed).name
+    path = Path(WEIGHTS_DIR if weights_dir is None else weights_dir) / name
+    if command is None:
+        command = f"xcalab ship-detector {shlex.quote(variant)} --preset {cfg.name} --seed {cfg.seed}"
+    # Score what the file will hold (float16-rounded weights): export a draft beside it, score, then the file.
+    draft = export_detector(run_dir, path.with_name(f"{path.stem}.unscored.pt"), command)
+    try:
+        model, saved = load_detector(draft, device=_device(cfg))
+        scores = measure_test_scores(model, saved, data)
+    finally:
+        draft.unlink(missing_ok=True)
+    return export_detector(run_dir, path, command, extra={"test": scores})
+
+
 __all__ = [
     "VARIANTS", "FeatureData", "TrainedDetector", "check_variant", "export_detector", "features_dir_for",
-    "load_or_train_detector", "prepare_features", "run_dir_for", "shipped_detector_path", "trained_detector_exists",
-    "variant_config", "variant_slug",
+    "load_or_train_detector", "measure_test_scores", "prepare_features", "recorded_test_scores", "run_dir_for",
+    "ship_detector", "shipped_detector_path", "trained_detector_exists", "variant_config", "variant_slug",
 ]

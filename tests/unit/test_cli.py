@@ -65,3 +65,12 @@ def test_train_is_forwarded(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     assert "usage: xcalab train" in capsys.readouterr().out
+
+
+def test_ship_detector_refuses_an_unknown_variant_before_any_work(tmp_path, capsys):
+    argv = ["ship-detector", "SA", "Spatial", "--preset", "smoke", "--data-dir", str(tmp_path / "data"),
+            "--weights-dir", str(tmp_path / "weights")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("xcalab ship-detector: unknown variant 'Spatial'; choose one of: ") and "STA-IPCon" in err
+    assert len(err.strip().splitlines()) == 1 and not any(tmp_path.iterdir())  # nothing built, nothing written

@@ -395,7 +395,11 @@ def test_shipped_weights_come_first_with_the_default_folder(trained, tmp_path, m
     assert not shipped_detector_path(VARIANT, "smoke", 1).exists()
 
 
-@pytest.mark.parametrize("variant", ["STA-IPCon", "ActionFormer", "ActionFormer+GAF", "ActionFormer+TSA", "Phase attention"])
+#: Every teach detector in data/weights/ (notebooks 03-11 load them instead of training).
+SHIPPED_TEACH = ["STA-IPCon", "ActionFormer", "ActionFormer+GAF", "ActionFormer+TSA", "Phase attention", "TA", "SA", "STA"]
+
+
+@pytest.mark.parametrize("variant", SHIPPED_TEACH)
 def test_the_shipped_teach_detector_is_the_teach_preset(variant):
     # If the teach preset (or a model default) changes, the shipped weights no longer match and notebooks
     # would silently retrain for minutes: re-export them (data/weights/README.md gives the commands).
@@ -429,3 +433,86 @@ def test_trained_detector_exists_only_for_finished_runs_of_the_same_config(train
     ckpt["epoch"] = SMOKE.train.epochs - 1
     torch.save(ckpt, run_dir / CHECKPOINT)
     assert not trained_detector_exists(copy, VARIANT)
+
+
+@pytest.mark.parametrize("variant", SHIPPED_TEACH)
+def test_shipped_teach_files_are_safe_float16_with_their_test_scores(variant):
+    path = shipped_detector_path(variant)
+    saved = torch.load(path, map_location="cpu", weights_only=True)  # plain tensors and strings: no code runs
+    assert saved.keys() == {"format", "ema", "meta"} and saved["format"] == "xcalab-weights-1"
+    floats = [v for v in saved["ema"].values() if v.is_floating_point()]
+    assert floats and all(v.dtype == torch.float16 for v in floats)
+    test = pipeline.recorded_test_scores(path)
+    assert test is not None and test["split"] == "XCA-Synth teach seed 0, test subset (29 cines)"
+    assert test["protocol"] == "paper (top-1 per class)" and len(test["map_per_tiou"]) == 5
+    assert test["average_map"] == pytest.approx(np.mean(test["map_per_tiou"]))
+    assert 0 < test["average_map"] <= 1 and 0 <= test["ad"] < 10
+
+
+# --------------------------------------------------------------------------------------------------
+# Shipping: train or reuse a run, export float16, record the test scores of what was exported
+# --------------------------------------------------------------------------------------------------
+
+
+def test_ship_detector_reuses_the_run_and_records_the_scores_of_the_file(trained, tmp_path, monkeypatch):
+    def no_training(*args, **kwargs):
+        raise AssertionError("the finished run should have been reused")
+
+    monkeypatch.setattr(pipeline, "train", no_training)
+    path = pipeline.ship_detector(trained.cfg, VARIANT, tmp_path / "w", trained.data, progress=False)
+    assert path == tmp_path / "w" / "detector-smoke-sta-seed0.pt"
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # the scoring draft is gone
+    meta = json.loads(torch.load(path, weights_only=True)["meta"])
+    assert meta["command"] == "xcalab ship-detector STA --preset smoke --seed 0"
+    assert meta["history"] == trained.first.history and meta["config"] == config_to_dict(trained.first.cfg)
+
+    # The recorded scores are those of the float16 weights the file holds, on the 2 smoke test cines.
+    model, cfg = load_detector(path)
+    from xcalab.inference import evaluate
+
+    again = evaluate(model, trained.data.dataset("test"), cfg)
+    test = pipeline.recorded_test_scores(path)
+    assert test == meta["test"] and test["split"] == "XCA-Synth smoke seed 0, test subset (2 cines)"
+    assert test["average_map"] == pytest.approx(again.average_map) and test["ad"] == pytest.approx(again.ad)
+    assert test["map_per_tiou"] == pytest.approx(again.map_top1.map.tolist()) and test["tious"] == pytest.approx(
+        [0.3, 0.4, 0.5, 0.6, 0.7])
+    assert test == pipeline.measure_test_scores(model, cfg, trained.data)
+
+    # Where load_or_train_detector looks first, it is what the notebooks load.
+    monkeypatch.setattr(pipeline, "WEIGHTS_DIR", tmp_path / "w")
+    shipped = load_or_train_detector(trained.cfg, VARIANT, progress=False)
+    assert shipped.origin == "shipped" and shipped.checkpoint == path
+
+
+def test_an_export_without_scores_records_none(trained, tmp_path):
+    path = export_detector(trained.run_dir, tmp_path / "plain.pt", "no scores")
+    assert pipeline.recorded_test_scores(path) is None
+
+
+def test_ship_detector_refuses_bad_variants_and_other_features(trained, tmp_path):
+    with pytest.raises(ValueError, match=re.escape("unknown variant 'STA++'; choose one of: Baseline w/o S-T")):
+        pipeline.ship_detector(trained.cfg, "STA++", tmp_path, trained.data, progress=False)
+    frangi = dataclasses.replace(trained.data, source="frangi")
+    with pytest.raises(ValueError, match="learned features, not 'frangi'"):
+        pipeline.ship_detector(trained.cfg, VARIANT, tmp_path, frangi, progress=False)
+    assert not any(tmp_path.iterdir())
+
+
+def test_the_ship_detector_command_at_smoke_size(trained, tmp_path, capsys):
+    from xcalab.cli import main
+
+    out = tmp_path / "weights"
+    argv = ["ship-detector", VARIANT, "--preset", "smoke", "--data-dir", str(trained.cfg.data_dir),
+            "--weights-dir", str(out), "--no-progress"]
+    assert main(argv) == 0
+    path = out / "detector-smoke-sta-seed0.pt"
+    assert f"STA: {path}" in capsys.readouterr().out
+    meta = json.loads(torch.load(path, weights_only=True)["meta"])
+    assert meta["command"] == "xcalab ship-detector STA --preset smoke --seed 0" and meta["test"]["average_map"] >= 0
+    model, cfg = load_detector(path)
+    assert cfg == trained.first.cfg  # the module's cached run, not a new one
+
+    assert main([*argv[:1], "TA", "STA++", *argv[2:]]) == 2  # checked before anything is trained
+    err = capsys.readouterr().err
+    assert err.startswith("xcalab ship-detector: unknown variant 'STA++'") and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in out.iterdir()) == [path.name]
