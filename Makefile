@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: setup
-	$(BIN)/xcalab notebooks --preset teach --out build/notebooks --fig-dir figures
+	$(BIN)/xcalab notebooks --preset teach --jobs 2 --out build/notebooks --fig-dir figures
 
 test: setup lint unit notebooks nbval browser
 	@echo "make test: all green"
@@ -33,15 +33,21 @@ lint: setup
 	$(BIN)/ruff check xcalab tests notebooks
 	$(BIN)/nbstripout --verify --extra-keys "metadata.papermill cell.metadata.papermill" notebooks/*.ipynb
 
+# Two test processes (pytest-xdist), one torch thread each: both cores work. A module's tests stay in one process
+# (--dist loadfile), so its module-scoped fixtures (trained smoke models) are built once.
 unit: setup
-	$(BIN)/pytest -q tests/unit
+	OMP_NUM_THREADS=1 $(BIN)/pytest -q -n 2 --dist loadfile tests/unit
 
+# One serial step builds what the notebooks share (features, shared smoke detectors, the example cine); then
+# two notebooks run at a time; then their Markdown numbers and saved figures are checked.
 notebooks: setup
-	rm -rf build/executed
-	XCALAB_SMOKE=1 TQDM_DISABLE=1 $(BIN)/pytest -q -s tests/notebooks/test_execute.py
+	rm -rf build/executed build/figure-audit
+	XCALAB_SMOKE=1 TQDM_DISABLE=1 $(BIN)/xcalab notebooks --smoke --prepare-only
+	XCALAB_SMOKE=1 TQDM_DISABLE=1 OMP_NUM_THREADS=1 $(BIN)/pytest -q -s -n 2 tests/notebooks/test_execute.py
+	XCALAB_SMOKE=1 TQDM_DISABLE=1 $(BIN)/pytest -q tests/notebooks/test_markdown_numbers.py tests/notebooks/test_figures.py
 
 nbval: setup
-	XCALAB_SMOKE=1 TQDM_DISABLE=1 $(BIN)/pytest -q -p no:python --nbval-lax --nbval-current-env \
+	XCALAB_SMOKE=1 TQDM_DISABLE=1 OMP_NUM_THREADS=1 $(BIN)/pytest -q -n 2 --dist loadfile -p no:python --nbval-lax --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 600 build/executed/
 
 # The explorer notebook in JupyterLab, driven by Playwright with Debian's chromium (never `playwright install`).

@@ -7,9 +7,10 @@
                                        (multi-process: torchrun --nproc_per_node N -m xcalab.cli train ...)
     xcalab evaluate --predictions PRED.json --annotations GT.json --out DIR   (or --checkpoint CKPT --features DIR)
     xcalab reproduce --table {II,IV,V,VI,VII,VIII} [--preset teach] [--seeds 3]
-    xcalab notebooks [--preset teach] [--smoke] [--out build/notebooks] [--fig-dir figures] [--record-times] [NAME ...]
+    xcalab notebooks [--preset teach] [--smoke] [--jobs 2] [--prepare-only] [--out DIR] [--fig-dir DIR] [--record-times] [NAME ...]
     xcalab locate CINE... [--out DIR] [--fps F] [--weights W.pt]   keyframes of your own cines
     xcalab train-locate [--seed N] [--workers K]          train + calibrate locate's detector (XCA-Synth mix)
+    xcalab ship-detector VARIANT... [--preset teach] [--seed 0]   train (or reuse) and ship float16 detectors
     xcalab inspect PATH [--fps F]      read a cine (DICOM XA, frame folder, .npy) and describe it
 
 ``xcalab COMMAND --help`` shows a command's options.
@@ -31,12 +32,18 @@ from xcalab.errors import XcalabInputError
 
 
 def _cmd_notebooks(args: argparse.Namespace) -> int:
-    from tqdm.auto import tqdm
-
-    from xcalab.notebook import execute_notebook, list_notebooks
+    from xcalab.config import get_preset
+    from xcalab.notebook import execute_notebooks, list_notebooks, prepare_shared
 
     if args.record_times and not args.smoke and args.preset not in ("teach", "smoke"):
         print("xcalab notebooks: --record-times records teach or smoke runs only", file=sys.stderr)
+        return 2
+    if args.record_times and args.jobs != 1:
+        print("xcalab notebooks: --record-times needs --jobs 1 (side by side, each notebook takes longer)",
+              file=sys.stderr)
+        return 2
+    if args.jobs < 1:
+        print(f"xcalab notebooks: --jobs must be at least 1, got {args.jobs}", file=sys.stderr)
         return 2
     notebooks = list_notebooks()
     if args.names:
@@ -46,12 +53,16 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
         return 2
     out, fig_dir = Path(args.out).resolve(), Path(args.fig_dir).resolve()
     params = {"PRESET": args.preset, "SMOKE": args.smoke, "SEED": args.seed, "FIG_DIR": str(fig_dir)}
-    timings = []
     start = time.perf_counter()
-    for src in tqdm(notebooks, desc=f"notebooks ({'smoke' if args.smoke else args.preset})", unit="nb"):
-        dst, seconds = execute_notebook(src, out, params)
-        timings.append((src.name, seconds))
-    print(f"\nExecuted {len(timings)} notebooks in {time.perf_counter() - start:.0f} s:")
+    cfg = get_preset("smoke" if args.smoke else args.preset, seed=args.seed)
+    print(f"Preparing what the notebooks share ({cfg.name}): features, shared detectors, the example cine")
+    prepare_shared(cfg, progress=True)
+    print(f"  ready in {time.perf_counter() - start:.0f} s")
+    if args.prepare_only:
+        return 0
+    timings = execute_notebooks(notebooks, out, params, jobs=args.jobs)
+    print(f"\nExecuted {len(timings)} notebooks in {time.perf_counter() - start:.0f} s "
+          f"({args.jobs} at a time, preparation included):")
     for name, seconds in timings:
         print(f"  {seconds:7.1f} s  {out / name}")
     if args.record_times:
@@ -82,6 +93,34 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         if isinstance(value, list) and len(value) > 6:  # e.g. the file list of a frame folder
             value = f"[{', '.join(map(str, value[:3]))}, ... {len(value)} items]"
         print(f"  {key}: {value}")
+    return 0
+
+
+def _cmd_ship_detector(args: argparse.Namespace) -> int:
+    import shlex
+
+    from xcalab.config import get_preset
+    from xcalab.pipeline import check_variant, prepare_features, ship_detector
+
+    try:
+        for variant in args.variants:
+            check_variant(variant)
+    except ValueError as err:
+        print(f"xcalab ship-detector: {err}", file=sys.stderr)
+        return 2
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    changes = {"seed": args.seed} if args.data_dir is None else {"seed": args.seed, "data_dir": Path(args.data_dir)}
+    cfg = get_preset(args.preset, **changes)
+    command = " ".join(["xcalab ship-detector", *map(shlex.quote, args.variants), f"--preset {args.preset}",
+                        f"--seed {args.seed}"])
+    data = prepare_features(cfg, progress=not args.no_progress)
+    for variant in args.variants:
+        start = time.perf_counter()
+        path = ship_detector(cfg, variant, args.weights_dir, data, command, progress=not args.no_progress)
+        print(f"{variant}: {path} ({time.perf_counter() - start:.0f} s)")
     return 0
 
 
@@ -176,8 +215,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fig-dir", default=str(REPO_ROOT / "figures"))
     p.add_argument("--record-times", action="store_true",
                    help="write the measured times to docs/notebook-times.json, README's table and the title cells "
-                        "(teach or smoke runs only)")
+                        "(teach or smoke runs only, one at a time)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="notebooks run side by side (each kernel gets cores / jobs threads); default 1")
+    p.add_argument("--prepare-only", action="store_true",
+                   help="only build what the notebooks share (features, shared detectors, the example cine)")
     p.set_defaults(func=_cmd_notebooks)
+
+    p = sub.add_parser("ship-detector", help="train (or reuse the cached run of) detector variants and write them "
+                       "to data/weights/: float16 weights with their history and test scores")
+    p.add_argument("variants", nargs="+", metavar="VARIANT",
+                   help='names of xcalab.pipeline.VARIANTS, e.g. TA SA STA (quote names with spaces)')
+    p.add_argument("--preset", choices=PRESETS, default="teach")
+    p.add_argument("--seed", type=int, default=0, help="the preset's seed (data, model, training)")
+    p.add_argument("--data-dir", default=None, help="where the cines, features and runs are cached "
+                   "(default: data/cache/)")
+    p.add_argument("--weights-dir", default=None, help="where the files go (default: data/weights/, where "
+                   "notebooks and load_or_train_detector look first)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_ship_detector)
 
     p = sub.add_parser("inspect", help="read a cine and describe it")
     p.add_argument("path", help="DICOM XA file, folder of frames, or .npy")

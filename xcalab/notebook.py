@@ -121,6 +121,58 @@ def execute_notebook(
     return dst, float(nb.metadata.papermill.get("duration") or 0.0)
 
 
+#: Detectors that more than one notebook loads (trained at smoke size, shipped at teach).
+SHARED_VARIANTS = ("STA-IPCon", "ActionFormer")
+
+
+def prepare_shared(cfg: Config, progress: bool = True) -> None:
+    """Build, once, what several notebooks read, so that they can then run side by side.
+
+    Two notebooks that each find a cache missing would both build it, and two that train the same smoke
+    detector would collide on its run lock. This builds first: the features of the test cines (of every
+    subset at smoke size, where the notebooks train their detectors), the detectors of ``SHARED_VARIANTS``
+    (trained at smoke size, loaded from the shipped weights at teach), and the example cine of notebooks 01
+    and 02. ``xcalab notebooks`` calls it before it runs notebooks; it is quick when everything is cached.
+    """
+    from xcalab.data.samples import example_cine
+    from xcalab.pipeline import load_or_train_detector, prepare_features
+
+    trains = cfg.name == "smoke"
+    data = prepare_features(cfg, subsets=None if trains else ("test",), progress=progress)
+    for variant in SHARED_VARIANTS:
+        load_or_train_detector(cfg, variant, data=data if trains else None, progress=progress)
+    workdir = Path(cfg.data_dir) / "examples"
+    example_cine("", workdir=workdir, seed=cfg.seed)
+    example_cine("", workdir=workdir, seed=cfg.seed, image_size=cfg.synth.image_size)
+
+
+def execute_notebooks(sources: list[Path], out_dir: Path, parameters: dict, jobs: int = 1, timeout: int = 1800,
+                      progress: bool = True) -> list[tuple[str, float]]:
+    """Run ``sources`` with ``execute_notebook``, ``jobs`` at a time; returns (name, seconds) in source order.
+
+    With several jobs each kernel gets an equal share of the cores (``OMP_NUM_THREADS``), so two kernels on two
+    cores do not fight over them. Call ``prepare_shared`` first: notebooks running side by side must not build
+    the same cache or train the same model.
+    """
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    from tqdm.auto import tqdm
+
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    if jobs > 1:
+        os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // jobs))  # the kernels inherit it
+    seconds: dict[str, float] = {}
+    with ThreadPoolExecutor(max_workers=jobs) as pool, \
+            tqdm(total=len(sources), desc="notebooks", unit="nb", disable=not progress) as bar:
+        futures = {pool.submit(execute_notebook, src, out_dir, parameters, timeout): src for src in sources}
+        for future in as_completed(futures):
+            _, took = future.result()  # a failed notebook raises here (papermill's error, with its cell)
+            seconds[futures[future].name] = took
+            bar.update(1)
+    return [(src.name, seconds[src.name]) for src in sources]
+
+
 def notebook_table() -> list[dict[str, str]]:
     """One row per numbered notebook: number, title, and the CPU-time line of its first cell.
 

@@ -1,6 +1,8 @@
 """Execute every numbered notebook with papermill at smoke size into build/executed/.
 
-Run by ``make test`` after the unit tests; nbval then re-runs the executed copies (``--nbval-lax``).
+Run by ``make test`` after the unit tests, two notebooks at a time (pytest-xdist), after
+``xcalab notebooks --smoke --prepare-only`` has built what they share; nbval then re-runs the executed copies
+(``--nbval-lax``).
 A failing notebook stays in build/executed/ with its error cell, and the error is printed here.
 
 How long each notebook took is a reported figure, not an assertion (timings depend on what else the
@@ -8,6 +10,7 @@ machine runs): ``build/executed/timings.json`` collects them, and a notebook ove
 ``SMOKE_BUDGET_SECONDS`` is named in a warning, so a slow one is seen without making CI flaky.
 """
 
+import fcntl
 import json
 import os
 import warnings
@@ -27,10 +30,13 @@ SMOKE_BUDGET_SECONDS = 120
 
 
 def _record(name: str, seconds: float) -> None:
-    timings = json.loads(TIMINGS.read_text()) if TIMINGS.is_file() else {}
-    timings[name] = round(seconds, 1)
+    """Add one notebook's time to timings.json; a lock keeps two pytest-xdist workers from losing an entry."""
     TIMINGS.parent.mkdir(parents=True, exist_ok=True)
-    TIMINGS.write_text(json.dumps(dict(sorted(timings.items())), indent=1) + "\n")
+    with open(TIMINGS.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        timings = json.loads(TIMINGS.read_text()) if TIMINGS.is_file() else {}
+        timings[name] = round(seconds, 1)
+        TIMINGS.write_text(json.dumps(dict(sorted(timings.items())), indent=1) + "\n")
 
 
 @pytest.mark.parametrize("src", list_notebooks(), ids=lambda p: p.stem)
