@@ -90,6 +90,8 @@ class LongTermAttention(nn.Module):
     sa_channels       SA's two hidden widths (reference (8, 16))
     bn_over_padding   False (default): SA's BatchNorm statistics ignore padded steps. True: padded
                       steps run through the ConvLSTM and SA and enter the statistics, as in the reference.
+    checkpoint_steps  the ConvLSTM's activation checkpointing in training (``ConvLSTM``): chunks of this
+                      many steps are recomputed in backward; 0: off
 
     Only the parts a mode uses are built, so every parameter receives a gradient.
     """
@@ -102,6 +104,7 @@ class LongTermAttention(nn.Module):
         kernel_size: int = 3,
         sa_channels: tuple[int, int] = (8, 16),
         bn_over_padding: bool = False,
+        checkpoint_steps: int = 0,
     ):
         super().__init__()
         if mode not in LONG_TERM_MODES:
@@ -113,7 +116,9 @@ class LongTermAttention(nn.Module):
         self.mode = mode
         self.map_size = map_size
         self.bn_over_padding = bn_over_padding
-        self.temporal = ConvLSTM(1, hidden_channels, kernel_size) if mode in ("TA", "STA") else None
+        self.temporal = (
+            ConvLSTM(1, hidden_channels, kernel_size, checkpoint_steps=checkpoint_steps) if mode in ("TA", "STA") else None
+        )
         self.spatial = SpatialAttention(sa_channels) if mode in ("SA", "STA") else None
 
     def forward(self, x: Tensor, mask: Tensor | None = None, return_gates: bool = False) -> LongTermOutput:
