@@ -226,8 +226,8 @@ def test_the_detector_computes_what_it_computed_before(preset):
     cfg = get_preset(preset)
     torch.manual_seed(7)
     model = build_detector(cfg)
-    features = torch.rand(2, cfg.features.dim, 48)
-    mask = padded_mask(48, [48, 35])
+    features = torch.rand(2, cfg.features.dim, 80)  # longer than a checkpointed chunk (64)
+    mask = padded_mask(80, [80, 67])
     temporal = model.long_term.temporal
     assert temporal.checkpoint_steps == cfg.model.convlstm_checkpoint_steps > 0
 
