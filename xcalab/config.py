@@ -201,6 +201,14 @@ class ModelConfig:
     refinement            TSA + TPP on the embedding of the short-term path (``models/self_attention_refinement.py``)
     phase_attention       the contrast-phase recogniser (class-peak sparse spatial attention + a temporal CNN,
                           ``models/sparse_spatial_attention.py``) inside the detector, trained jointly
+
+    How training runs, not what it computes (left out of ``Config.training_identity``):
+    convlstm_checkpoint_steps  activation checkpointing of the ConvLSTM in training: a crop longer than this
+                          runs in chunks of this many steps whose activations are recomputed in backward
+                          instead of stored (a paper-size training step's peak: 2.4 -> 1.8 GB at T = 128,
+                          6.1 -> 3.5 GB at T = 512; the same gradients bit for bit, one more ConvLSTM forward);
+                          0: off. 64 leaves the teach and smoke crops (64 and 32 steps) as they were, and 32
+                          saves no more memory.
     """
 
     long_term: str = "STA"
@@ -223,8 +231,11 @@ class ModelConfig:
     gaf_hidden: int = 256
     refinement: bool = False
     phase_attention: bool = False
+    convlstm_checkpoint_steps: int = 64
 
     def __post_init__(self) -> None:
+        if self.convlstm_checkpoint_steps < 0:
+            raise ValueError(f"convlstm_checkpoint_steps must be >= 0 (0: off), got {self.convlstm_checkpoint_steps}")
         if self.long_term not in LONG_TERM_MODES:
             raise ValueError(f"long_term must be 'none', 'TA', 'SA' or 'STA', got {self.long_term!r}")
         if self.imagewise and self.long_term not in ("SA", "STA"):
@@ -353,6 +364,8 @@ class Config:
             if not values["model"][switch]:
                 for section, name in settings:
                     del identity[section][name]
+        for section, name in RUNTIME_SETTINGS:
+            del identity[section][name]
         return identity
 
 
@@ -366,6 +379,9 @@ MODULE_SETTINGS = {
     "refinement": (("train", "refinement_weight"),),
     "phase_attention": (("train", "phase_weight"),),
 }
+#: Settings that change how training runs (memory, time) but not the weights it produces: never part of a
+#: run's identity, so a shipped model stays "the same training" whatever they are.
+RUNTIME_SETTINGS = (("model", "convlstm_checkpoint_steps"),)
 
 
 # The paper: 260 clinical cines of 31-379 frames, split 136/60/64, reshaped to 512 x 512 (Sec. IV-A).

@@ -1,9 +1,13 @@
-"""ConvLSTM (eq. 1): equals a naive step-by-step implementation, masks keep padding out, all weights learn."""
+"""ConvLSTM (eq. 1): equals a naive step-by-step implementation and the previous implementation, masks keep
+padding out, all weights learn, activation checkpointing keeps the gradients."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
-from xcalab.models import ConvLSTM
+from xcalab.config import ModelConfig, config_from_dict, config_to_dict, get_preset
+from xcalab.models import ConvLSTM, LongTermAttention
+from xcalab.models.detector import build_detector
 
 
 def naive_convlstm(model: ConvLSTM, x: torch.Tensor) -> torch.Tensor:
@@ -34,6 +38,60 @@ def naive_convlstm(model: ConvLSTM, x: torch.Tensor) -> torch.Tensor:
     return torch.stack(layer_input, dim=1)
 
 
+def stepwise_reference(
+    model: ConvLSTM, x: torch.Tensor, mask: torch.Tensor | None = None, gates: dict | None = None
+) -> torch.Tensor:
+    """The ConvLSTM as xcalab computed it before the fast version (commit 7a17fd8), kept as the reference
+    the fast one must equal: per layer and step, one convolution over the concatenation [x_t, h_{t-1}],
+    three sigmoids and two tanh, and a select between the old and the new state wherever a mask is given.
+    Same arguments and result as ``ConvLSTM.forward``; it reads the model's parameters."""
+    batch, _, _, height, width = x.shape
+    steps = list(x.unbind(dim=1))
+    keep = None if mask is None else [m.view(batch, 1, 1, 1) for m in mask.unbind(dim=1)]
+    idle = [False] * len(steps) if mask is None else (~mask.any(dim=0)).tolist()
+    for layer, cell in enumerate(model.cells):
+        h = x.new_zeros(batch, cell.hidden_channels, height, width)
+        c = torch.zeros_like(h)
+        outputs, trace = [], []
+        record = gates is not None and layer == len(model.cells) - 1
+        for t, x_t in enumerate(steps):
+            if idle[t]:
+                outputs.append(torch.zeros_like(h))
+                trace.append((torch.zeros_like(h),) * 3)
+                continue
+            i, f, o, g = cell.gates(torch.cat([x_t, h], dim=1)).chunk(4, dim=1)
+            i, f, o = torch.sigmoid(i), torch.sigmoid(f), torch.sigmoid(o)
+            c_new = f * c + i * torch.tanh(g)
+            h_new = o * torch.tanh(c_new)
+            if record:
+                trace.append((i, f, o) if keep is None else tuple(v * keep[t] for v in (i, f, o)))
+            if keep is None:
+                h, c = h_new, c_new
+                outputs.append(h)
+            else:
+                h = torch.where(keep[t], h_new, h)
+                c = torch.where(keep[t], c_new, c)
+                outputs.append(h_new * keep[t])
+        steps = outputs
+        if record:
+            for k, name in enumerate(("input", "forget", "output")):
+                gates[name] = torch.stack([v[k] for v in trace], dim=1)
+    return torch.stack(steps, dim=1)
+
+
+def padded_mask(steps: int, lengths: list[int], holes: tuple[tuple[int, int], ...] = ()) -> torch.Tensor:
+    """(len(lengths), steps) bool: video b valid on [0, lengths[b]), minus the (video, step) pairs in ``holes``."""
+    mask = torch.arange(steps)[None] < torch.tensor(lengths)[:, None]
+    for b, t in holes:
+        mask[b, t] = False
+    return mask
+
+
+def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
+    """max |a - b| / max |b|."""
+    return float((a - b).abs().max() / b.abs().max())
+
+
 def test_reference_architecture():
     model = ConvLSTM()
     assert [cell.hidden_channels for cell in model.cells] == [8, 8, 1]
@@ -41,13 +99,27 @@ def test_reference_architecture():
     assert sum(p.numel() for p in model.parameters()) == 7592
 
 
-def test_matches_naive_loop():
+@pytest.mark.parametrize("grad", [True, False])
+def test_matches_naive_loop(grad):
+    # With autograd (one convolution over [x_t, h] per step) and without (the input part for a block of
+    # steps at once): 11 steps span two blocks.
     torch.manual_seed(0)
     model = ConvLSTM().double()
-    x = torch.randn(2, 5, 1, 6, 7, dtype=torch.float64)
-    out = model(x)
-    assert out.shape == (2, 5, 1, 6, 7)
+    x = torch.randn(2, 11, 1, 6, 7, dtype=torch.float64)
+    with torch.set_grad_enabled(grad):
+        out = model(x)
+    assert out.shape == (2, 11, 1, 6, 7)
     torch.testing.assert_close(out, naive_convlstm(model, x), rtol=0, atol=1e-12)
+
+
+def test_the_single_step_cell_is_eq_1():
+    torch.manual_seed(5)
+    model = ConvLSTM(1, (3,)).double()
+    x = torch.randn(2, 2, 1, 5, 5, dtype=torch.float64)
+    h, c = torch.zeros(2, 3, 5, 5, dtype=torch.float64), torch.zeros(2, 3, 5, 5, dtype=torch.float64)
+    for t in range(2):
+        h, c = model.cells[0](x[:, t], (h, c))
+    torch.testing.assert_close(h, naive_convlstm(model, x)[:, 1], rtol=0, atol=1e-12)
 
 
 def test_right_padding_does_not_reach_valid_steps():
@@ -101,3 +173,223 @@ def test_batch_of_different_lengths_equals_each_video_alone():
     out.sum().backward()
     assert (x.grad[0, 3:] == 0).all() and (x.grad[1, 5:] == 0).all()
     assert (x.grad[1, :5] != 0).any()
+
+
+# --------------------------------------------------------------------------------------------------
+# The fast implementation equals the previous one (``stepwise_reference``)
+# --------------------------------------------------------------------------------------------------
+
+MASKS = {
+    "none": None,
+    "right padding": padded_mask(21, [21, 13]),
+    "padding and holes": padded_mask(21, [17, 13], holes=((0, 0), (0, 9), (1, 5))),
+}
+
+
+@pytest.mark.parametrize("grad", [True, False], ids=["autograd", "inference"])
+@pytest.mark.parametrize("mask", MASKS.values(), ids=MASKS.keys())
+def test_equals_the_previous_implementation(grad, mask):
+    # The reference's sizes: 3 layers (8, 8, 1) on 64 x 64 maps, float32. With autograd (training) the
+    # computation is the previous one, bit for bit, gradients included; without (inference), the fast
+    # schedule gives the outputs and gates to float32 rounding.
+    torch.manual_seed(6)
+    model = ConvLSTM()
+    x = torch.rand(2, 21, 1, 64, 64)
+    results = []
+    for run in (model.forward, lambda *a: stepwise_reference(model, *a)):
+        model.zero_grad()
+        inp = x.clone().requires_grad_(grad)
+        gates: dict[str, torch.Tensor] = {}
+        with torch.set_grad_enabled(grad):
+            out = run(inp, mask, gates)
+            if grad:
+                (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        grads = [inp.grad] + [p.grad for p in model.parameters()] if grad else []
+        results.append((out.detach(), {k: v.detach() for k, v in gates.items()}, grads))
+    (fast, fast_gates, fast_grads), (ref, ref_gates, ref_grads) = results
+    assert fast_gates.keys() == ref_gates.keys() == {"input", "forget", "output"}
+    if grad:
+        assert torch.equal(fast, ref)
+        assert all(torch.equal(fast_gates[name], ref_gates[name]) for name in ref_gates)
+        assert len(fast_grads) == 7 and all(torch.equal(a, b) for a, b in zip(fast_grads, ref_grads))
+    else:
+        assert (fast - ref).abs().max() <= 1e-5
+        for name in ref_gates:
+            assert (fast_gates[name] - ref_gates[name]).abs().max() <= 1e-5, name
+
+
+@pytest.mark.parametrize("preset", ["paper", "teach"])
+def test_the_detector_computes_what_it_computed_before(preset):
+    """The preset's detector, once with its ConvLSTM and once with ``stepwise_reference`` in its place: in eval
+    mode without autograd (the fast schedule) the long-term outputs and the detector's logits and offsets to
+    float32 rounding; in train mode (activation checkpointing on, as configured) every gradient bit for bit."""
+    cfg = get_preset(preset)
+    torch.manual_seed(7)
+    model = build_detector(cfg)
+    features = torch.rand(2, cfg.features.dim, 80)  # longer than a checkpointed chunk (64)
+    mask = padded_mask(80, [80, 67])
+    temporal = model.long_term.temporal
+    assert temporal.checkpoint_steps == cfg.model.convlstm_checkpoint_steps > 0
+
+    def run(train: bool, reference: bool):
+        model.train(train)
+        model.zero_grad()
+        if reference:
+            temporal.forward = lambda x, m=None, gates=None: stepwise_reference(temporal, x, m, gates)
+        try:
+            torch.manual_seed(8)  # the same drop-path draws in both runs
+            with torch.set_grad_enabled(train):
+                long_term = model.long_term(features, mask)
+                out = model(features, mask)
+                if train:
+                    (sum(z.square().mean() for z in out.cls_logits) + sum(o.mean() for o in out.offsets)).backward()
+        finally:
+            temporal.__dict__.pop("forward", None)
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None} if train else {}
+        return long_term, out, grads
+
+    fast, ref = run(False, False), run(False, True)
+    for name in ("features", "attention", "temporal", "residual"):
+        assert (getattr(fast[0], name) - getattr(ref[0], name)).abs().max() <= 1e-5, name
+    for a, b in zip(fast[1].cls_logits + fast[1].offsets, ref[1].cls_logits + ref[1].offsets):
+        assert (a - b).abs().max() <= 1e-5
+    fast, ref = run(True, False), run(True, True)
+    assert fast[2].keys() == ref[2].keys() and any(k.startswith("long_term.temporal.") for k in ref[2])
+    assert all(torch.equal(fast[2][name], grad) for name, grad in ref[2].items())
+
+
+def test_parameters_keep_their_names_and_shapes():
+    # Shipped weights load unchanged: the split of the gate convolution happens at run time.
+    shapes = {name: tuple(p.shape) for name, p in ConvLSTM().state_dict().items()}
+    assert shapes == {
+        "cells.0.gates.weight": (32, 9, 3, 3), "cells.0.gates.bias": (32,),
+        "cells.1.gates.weight": (32, 16, 3, 3), "cells.1.gates.bias": (32,),
+        "cells.2.gates.weight": (4, 9, 3, 3), "cells.2.gates.bias": (4,),
+    }
+
+
+def count_calls(model, op: str, *args) -> int:
+    """How often the ATen operator ``op`` (e.g. "aten::where") runs in ``model(*args)`` without autograd."""
+    with torch.no_grad(), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        model(*args)
+    return sum(event.count for event in prof.key_averages() if event.key == op)
+
+
+def test_no_per_step_select_unless_a_video_is_padded():
+    torch.manual_seed(9)
+    model = ConvLSTM(1, (2, 1))
+    x = torch.rand(2, 6, 1, 5, 5)
+    assert count_calls(model, "aten::where", x) == 0
+    assert count_calls(model, "aten::where", x, torch.ones(2, 6, dtype=torch.bool)) == 0
+    # Padding after the longest video only: those steps are dropped, the rest needs no select.
+    assert count_calls(model, "aten::where", x, padded_mask(6, [4, 4])) == 0
+    # One video shorter than the other: a select (h and c, 2 layers) at each of its 2 padded steps.
+    assert count_calls(model, "aten::where", x, padded_mask(6, [6, 4])) == 2 * 2 * 2
+
+
+def test_autocast_bf16_keeps_the_state_in_float32():
+    # The CUDA path runs under bf16 autocast; the CPU's autocast exercises the same code. As before, the
+    # gates come out in bf16 while c and h stay in the input's float32, so the output is float32.
+    torch.manual_seed(10)
+    model = ConvLSTM()
+    x = torch.rand(2, 12, 1, 16, 16)
+    mask = padded_mask(12, [12, 9])
+    expected = model(x, mask)
+    for grad in (True, False):
+        with torch.set_grad_enabled(grad), torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(x, mask)
+        assert out.dtype == torch.float32
+        assert (out - expected).abs().max() < 0.05
+
+
+# --------------------------------------------------------------------------------------------------
+# Activation checkpointing over chunks of steps
+# --------------------------------------------------------------------------------------------------
+
+
+def checkpointed_pair(steps: int = 3) -> tuple[ConvLSTM, ConvLSTM]:
+    plain = ConvLSTM(1, (3, 2, 1)).double().train()
+    chunked = ConvLSTM(1, (3, 2, 1), checkpoint_steps=steps).double().train()
+    chunked.load_state_dict(plain.state_dict())
+    return plain, chunked
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("mask", MASKS.values(), ids=MASKS.keys())
+def test_checkpointing_gives_the_same_outputs_and_gradients(mask, dtype):
+    # 21 steps in chunks of 4 (the last one shorter), the states carried from chunk to chunk; padded batches
+    # included. Backward reruns the same operations, so everything is equal bit for bit.
+    torch.manual_seed(11)
+    plain, chunked = checkpointed_pair(4)
+    x = torch.rand(2, 21, 1, 6, 6, dtype=torch.float64)
+    results = []
+    for model in (plain, chunked):
+        model.to(dtype)
+        inp = x.to(dtype).requires_grad_()
+        gates: dict[str, torch.Tensor] = {}
+        out = model(inp, mask, gates)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=dtype).view_as(out)).sum().backward()
+        results.append([out, *gates.values(), inp.grad, *(p.grad for p in model.parameters())])
+    assert len(results[0]) == 1 + 3 + 1 + 6
+    assert all(torch.equal(got, want) for got, want in zip(*results))
+
+
+def saved_bytes(model: ConvLSTM, x: torch.Tensor) -> int:
+    """Bytes autograd keeps for backward after ``model(x)`` (outside checkpointed regions)."""
+    total = 0
+
+    def pack(tensor):
+        nonlocal total
+        total += tensor.numel() * tensor.element_size()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model(x).sum().backward()
+    return total
+
+
+def test_checkpointing_keeps_only_each_chunks_input_and_state():
+    torch.manual_seed(12)
+    plain, chunked = checkpointed_pair(4)
+    x = torch.rand(1, 32, 1, 8, 8, dtype=torch.float64)
+    kept, everything = saved_bytes(chunked, x), saved_bytes(plain, x)
+    assert kept < everything / 10
+    # Only in training: in eval mode (gradients on, e.g. for a saliency map) every activation is kept.
+    assert saved_bytes(chunked.eval(), x) == everything
+
+
+def test_gradcheck_through_checkpointed_chunks_with_a_mask():
+    torch.manual_seed(13)
+    model = ConvLSTM(1, (2, 1), checkpoint_steps=2).double().train()
+    x = torch.randn(2, 5, 1, 4, 4, dtype=torch.float64, requires_grad=True)
+    mask = padded_mask(5, [5, 4], holes=((0, 2),))
+    names = ("cells.0.gates.weight", "cells.1.gates.bias")
+    weights = tuple(dict(model.named_parameters())[n].detach().clone().requires_grad_() for n in names)
+
+    def run(inp, *w):
+        return torch.func.functional_call(model, dict(zip(names, w)), (inp, mask))
+
+    assert torch.autograd.gradcheck(run, (x, *weights), eps=1e-6, atol=1e-6)
+
+
+def test_checkpoint_setting_is_how_training_runs_not_what_it_trains():
+    teach = get_preset("teach")
+    assert teach.model.convlstm_checkpoint_steps > 0
+    off = teach.replace(model=teach.model.ablation(convlstm_checkpoint_steps=0))
+    assert off.training_identity() == teach.training_identity()
+    assert "convlstm_checkpoint_steps" not in teach.training_identity()["model"]
+    # A configuration saved before the setting existed loads with the default and is the same training.
+    saved = config_to_dict(teach)
+    del saved["model"]["convlstm_checkpoint_steps"]
+    assert config_from_dict(saved) == teach
+    assert build_detector(off).long_term.temporal.checkpoint_steps == 0
+    assert LongTermAttention("STA", map_size=4, checkpoint_steps=5).temporal.checkpoint_steps == 5
+
+
+def test_bad_settings_and_inputs_are_clear_errors():
+    with pytest.raises(ValueError, match="checkpoint_steps"):
+        ConvLSTM(checkpoint_steps=-1)
+    with pytest.raises(ValueError, match="convlstm_checkpoint_steps"):
+        ModelConfig(convlstm_checkpoint_steps=-2)
+    with pytest.raises(ValueError, match=r"mask must be \(B, T\)"):
+        ConvLSTM()(torch.zeros(2, 3, 1, 4, 4), torch.ones(2, 4, dtype=torch.bool))

@@ -169,3 +169,21 @@ def test_every_parameter_gets_a_gradient(mode):
 def test_wrong_feature_size_is_a_clear_error():
     with pytest.raises(ValueError, match="expected 4096"):
         LongTermAttention()(torch.zeros(1, 100, 3))
+
+
+@pytest.mark.parametrize("mask", [None, torch.tensor([[True] * 40, [True] * 27 + [False] * 13])])
+def test_eval_mode_scores_maps_in_blocks_with_the_same_numbers(mask):
+    # In eval mode SA's BatchNorm uses running statistics, so scoring the maps in blocks changes nothing.
+    torch.manual_seed(6)
+    module = LongTermAttention("STA", map_size=S).eval()
+    with torch.no_grad():
+        module.spatial[1].running_mean.uniform_(-0.5, 0.5)
+        module.spatial[4].running_var.uniform_(0.5, 2.0)
+    x = torch.randn(2, S * S, 40)
+    with torch.no_grad():
+        blocked = module(x, mask)
+        module.SA_BLOCK = 10**6  # one pass over every map
+        whole = module(x, mask)
+    assert module.SA_BLOCK > LongTermAttention.SA_BLOCK == 16
+    torch.testing.assert_close(blocked.attention, whole.attention, rtol=0, atol=1e-6)
+    torch.testing.assert_close(blocked.features, whole.features, rtol=0, atol=1e-6)

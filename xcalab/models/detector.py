@@ -131,7 +131,9 @@ class KeyframeDetector(nn.Module):
         self.cfg = cfg
         self.map_size = map_size
         reference = cfg.paper_compatible
-        self.long_term = LongTermAttention(cfg.long_term, map_size, bn_over_padding=reference)
+        self.long_term = LongTermAttention(
+            cfg.long_term, map_size, bn_over_padding=reference, checkpoint_steps=cfg.convlstm_checkpoint_steps
+        )
         self.imagewise = (
             ImagewiseContrast(feature_dim, cfg.contrast_hidden, cfg.contrast_dim, cfg.temperature)
             if cfg.imagewise else None

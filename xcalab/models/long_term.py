@@ -90,6 +90,8 @@ class LongTermAttention(nn.Module):
     sa_channels       SA's two hidden widths (reference (8, 16))
     bn_over_padding   False (default): SA's BatchNorm statistics ignore padded steps. True: padded
                       steps run through the ConvLSTM and SA and enter the statistics, as in the reference.
+    checkpoint_steps  the ConvLSTM's activation checkpointing in training (``ConvLSTM``): chunks of this
+                      many steps are recomputed in backward; 0: off
 
     Only the parts a mode uses are built, so every parameter receives a gradient.
     """
@@ -102,6 +104,7 @@ class LongTermAttention(nn.Module):
         kernel_size: int = 3,
         sa_channels: tuple[int, int] = (8, 16),
         bn_over_padding: bool = False,
+        checkpoint_steps: int = 0,
     ):
         super().__init__()
         if mode not in LONG_TERM_MODES:
@@ -113,7 +116,9 @@ class LongTermAttention(nn.Module):
         self.mode = mode
         self.map_size = map_size
         self.bn_over_padding = bn_over_padding
-        self.temporal = ConvLSTM(1, hidden_channels, kernel_size) if mode in ("TA", "STA") else None
+        self.temporal = (
+            ConvLSTM(1, hidden_channels, kernel_size, checkpoint_steps=checkpoint_steps) if mode in ("TA", "STA") else None
+        )
         self.spatial = SpatialAttention(sa_channels) if mode in ("SA", "STA") else None
 
     def forward(self, x: Tensor, mask: Tensor | None = None, return_gates: bool = False) -> LongTermOutput:
@@ -151,10 +156,22 @@ class LongTermAttention(nn.Module):
         """SA on (B, T, 1, S, S) maps; with a mask only valid maps are scored (and set BN's statistics)."""
         frames = maps.flatten(0, 1)  # (B*T, 1, S, S): SA is per map
         if step_mask is None:
-            return self.spatial(frames).view_as(maps)
+            return self._score(frames).view_as(maps)
         valid = step_mask.flatten().nonzero().squeeze(1)
-        scored = self.spatial(frames.index_select(0, valid))
+        scored = self._score(frames.index_select(0, valid))
         return torch.zeros_like(frames).index_put((valid,), scored).view_as(maps)
+
+    #: Maps per SA pass in eval mode.
+    SA_BLOCK = 16
+
+    def _score(self, frames: Tensor) -> Tensor:
+        """SA on (N, 1, S, S) maps. In training all at once: BatchNorm's statistics are those of the batch. In
+        eval mode BatchNorm uses its running statistics, so each map is scored alone: the maps go in blocks
+        of ``SA_BLOCK``, whose 16-channel activations stay in the CPU's cache (all 512 maps of a cine at once
+        take ~8x longer, most of it writing fresh memory), with the same numbers."""
+        if self.training or len(frames) <= self.SA_BLOCK:
+            return self.spatial(frames)
+        return torch.cat([self.spatial(part) for part in frames.split(self.SA_BLOCK)])
 
     def _to_maps(self, x: Tensor) -> Tensor:
         """(B, S*S, T) -> (B, T, 1, S, S), feature c at pixel (c // S, c % S)."""
