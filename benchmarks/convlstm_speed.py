@@ -128,16 +128,16 @@ def _measure(part: str, kind: str, steps: int, threads: int, repeats: int) -> di
             "xcalab": str(Path(xcalab.__file__).parent.parent)}
 
 
-def _tree(spec: str, scratch: Path) -> Path:
-    """A folder that holds an ``xcalab`` package: ``spec`` itself, or commit ``spec`` exported from this repository."""
-    path = Path(spec)
+def _tree(target: str, scratch: Path) -> Path:
+    """A folder that holds an ``xcalab`` package: ``target`` itself, or commit ``target`` exported from this repository."""
+    path = Path(target)
     if (path / "xcalab" / "__init__.py").is_file():
         return path.resolve()
-    out = scratch / spec
+    out = scratch / target
     out.mkdir(parents=True)
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", spec, "xcalab"], capture_output=True, check=False)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", target, "xcalab"], capture_output=True, check=False)
     if archive.returncode:
-        raise SystemExit(f"--against {spec}: neither a folder with xcalab/ nor a commit of {REPO}: "
+        raise SystemExit(f"--against {target}: neither a folder with xcalab/ nor a commit of {REPO}: "
                          f"{archive.stderr.decode().strip()}")
     subprocess.run(["tar", "-x", "-C", str(out)], input=archive.stdout, check=True)
     return out

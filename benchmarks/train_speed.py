@@ -1,13 +1,9 @@
 """How fast does the paper-size detector train and predict on this CPU? (reference code: ~6.3 s per step)
 
     .venv/bin/python benchmarks/train_speed.py [--threads 2] [--lengths 64 128 256 512] [--repeats 2]
-    .venv/bin/python benchmarks/train_speed.py --against 34e96ea      # before / after, in one run
 
-``--against`` takes another xcalab checkout (a folder) or a commit of this repository (checked out into a
-temporary git worktree, removed afterwards). Every measurement then runs for both, alternating (this one,
-the other, this one, ...), each in a fresh process with the other checkout first on ``PYTHONPATH``, and the
-table gains the other's numbers and the ratio other / this. Alternating spreads a busy moment of the machine
-over both sides instead of one.
+To compare with another checkout or commit in the same run (alternating processes, ratios printed), use
+``benchmarks/convlstm_speed.py --against COMMIT``, which times the same detector step and forward.
 
 For the ``paper`` configuration (STA-IPCon at the paper's sizes) it prints:
 
@@ -31,15 +27,12 @@ Timings belong here, never in unit tests.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 
 def _rss_mb() -> float:
@@ -127,66 +120,12 @@ def _measure(kind: str, steps: int, threads: int, repeats: int) -> dict:
     return result
 
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def _child(kind: str, steps: int, args: argparse.Namespace, env: dict, checkout: Path) -> dict:
-    """One measurement in a fresh process that imports xcalab from ``checkout``."""
-    command = [sys.executable, str(Path(__file__).resolve()), "--measure", kind, "--steps", str(steps),
-               "--threads", str(args.threads), "--repeats", str(args.repeats)]
-    child_env = {**env, "PYTHONPATH": str(checkout) + os.pathsep + env.get("PYTHONPATH", "")}
-    done = subprocess.run(command, env=child_env, cwd=checkout, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"measuring {kind} T={steps} in {checkout} failed:\n{done.stderr[-2000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-@contextlib.contextmanager
-def _checkout(target: str):
-    """A folder holding ``target``: the folder itself, or a temporary git worktree of the commit ``target``."""
-    folder = Path(target)
-    if (folder / "xcalab" / "__init__.py").is_file():
-        yield folder.resolve()
-        return
-    sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", f"{target}^{{commit}}"],
-                         capture_output=True, text=True)
-    if sha.returncode != 0:
-        raise SystemExit(f"--against {target!r}: neither an xcalab checkout nor a commit of {REPO}")
-    with tempfile.TemporaryDirectory(prefix="xcalab-against-") as tmp:
-        tree = Path(tmp) / sha.stdout.strip()[:12]
-        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-q", str(tree), sha.stdout.strip()],
-                       check=True)
-        try:
-            yield tree
-        finally:
-            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=False)
-
-
-def _compare(args: argparse.Namespace, env: dict) -> int:
-    """Every measurement for this checkout and ``args.against``, alternating; the ratios other / this."""
-    with _checkout(args.against) as other:
-        print(f"this: {REPO}\nother: {other} ({args.against})\n"
-              f"{args.threads} threads, best of {args.repeats} after a warm-up, each side in its own process\n")
-        print(f"{'measurement':<22} {'this s':>8} {'other s':>8} {'other/this':>10} {'this GB':>8} {'other GB':>8}")
-        jobs = [("train", t) for t in args.lengths] + [("infer", t) for t in args.infer_lengths]
-        for kind, steps in jobs:
-            this, that = _child(kind, steps, args, env, REPO), _child(kind, steps, args, env, other)
-            this2, that2 = _child(kind, steps, args, env, REPO), _child(kind, steps, args, env, other)
-            a, b = min(this["seconds"], this2["seconds"]), min(that["seconds"], that2["seconds"])
-            name = f"{'training step' if kind == 'train' else 'inference forward'} T={steps}"
-            print(f"{name:<22} {a:>8.3f} {b:>8.3f} {b / a:>9.2f}x {this['peak_rss_mb'] / 1024:>8.2f} "
-                  f"{that['peak_rss_mb'] / 1024:>8.2f}")
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the reference was timed on 2)")
     parser.add_argument("--lengths", type=int, nargs="+", default=[64, 128, 256, 512], help="T of the training steps")
     parser.add_argument("--infer-lengths", type=int, nargs="+", default=[128, 512])
     parser.add_argument("--repeats", type=int, default=2, help="timed repetitions (the fastest is kept)")
-    parser.add_argument("--against", metavar="CHECKOUT_OR_COMMIT",
-                        help="time another xcalab checkout (folder) or commit beside this one, alternating")
     parser.add_argument("--measure", choices=["train", "infer"], help=argparse.SUPPRESS)  # child process
     parser.add_argument("--steps", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -196,11 +135,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
-    if args.against:
-        return _compare(args, env)
 
     def child(kind: str, steps: int) -> dict:
-        return _child(kind, steps, args, env, REPO)
+        command = [sys.executable, __file__, "--measure", kind, "--steps", str(steps),
+                   "--threads", str(args.threads), "--repeats", str(args.repeats)]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+        return json.loads(done.stdout.strip().splitlines()[-1])
 
     import torch
 

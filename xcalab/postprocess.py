@@ -403,6 +403,23 @@ def _why_missing(c: int, funnel: _Funnel, config: PostprocessConfig) -> str:
     )
 
 
+def _suppress_and_vote(candidates: Candidates, config: PostprocessConfig) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Steps 2-4 of ``decode_video``: Soft-NMS, voting, ranking.
+
+    Returns (index [M] of the kept candidates, their decayed scores [M], their segments after voting [M, 2],
+    their labels [M], order [<= max_seg_num]: the kept ones by score, best first).
+    """
+    index, scores = soft_nms(
+        candidates.segments, candidates.scores, candidates.labels,
+        config.sigma, config.min_score, config.max_seg_num, config.multiclass,
+    )
+    segments, labels = candidates.segments[index], candidates.labels[index]
+    if not config.multiclass and config.voting_thresh > 0 and len(index):
+        segments = segment_voting(segments, candidates.segments, candidates.scores, config.voting_thresh)
+    order = torch.sort(scores, descending=True, stable=True).indices[: config.max_seg_num]
+    return index, scores, segments, labels, order
+
+
 def decode_video(
     cls_logits_per_level: Sequence[Tensor],
     offsets_per_level: Sequence[Tensor],
@@ -438,14 +455,7 @@ def decode_video(
     if n_classes != len(label_names):
         raise ValueError(f"expected {len(label_names)} classes {label_names}, the logits have {n_classes}")
 
-    index, scores = soft_nms(
-        candidates.segments, candidates.scores, candidates.labels,
-        config.sigma, config.min_score, config.max_seg_num, config.multiclass,
-    )
-    segments, labels = candidates.segments[index], candidates.labels[index]
-    if not config.multiclass and config.voting_thresh > 0 and len(index):
-        segments = segment_voting(segments, candidates.segments, candidates.scores, config.voting_thresh)
-    order = torch.sort(scores, descending=True, stable=True).indices[: config.max_seg_num]
+    index, scores, segments, labels, order = _suppress_and_vote(candidates, config)
     segments, scores, labels = segments[order], scores[order], labels[order]
     seconds = grid.grid_to_seconds(segments, fps).clamp(min=0.0, max=float(duration))
 
@@ -553,14 +563,7 @@ def stages_from_candidates(candidates: Candidates, config: PostprocessConfig = P
     if candidates.scores.shape != (n,) or candidates.labels.shape != (n,):
         raise ValueError(f"need one score and one label per candidate segment ({n}), got "
                          f"{tuple(candidates.scores.shape)} and {tuple(candidates.labels.shape)}")
-    index, scores = soft_nms(
-        candidates.segments, candidates.scores, candidates.labels,
-        config.sigma, config.min_score, config.max_seg_num, config.multiclass,
-    )
-    segments, labels = candidates.segments[index], candidates.labels[index]
-    if not config.multiclass and config.voting_thresh > 0 and len(index):
-        segments = segment_voting(segments, candidates.segments, candidates.scores, config.voting_thresh)
-    order = torch.sort(scores, descending=True, stable=True).indices[: config.max_seg_num]
+    index, scores, segments, labels, order = _suppress_and_vote(candidates, config)
     ranked = [Detection("", int(c), t0, t1, float(p))
               for (t0, t1), p, c in zip(segments[order].tolist(), scores[order].tolist(), labels[order].tolist())]
     top1 = tuple((d.label_id, d.t0, d.t1, d.score)
