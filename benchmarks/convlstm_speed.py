@@ -6,11 +6,13 @@ another xcalab (a checkout or a commit), in the same run.
 
 For the ``paper`` configuration, on random (T, 4096) inputs, it times
 
-- inference, batch 1, T = 128 and 512: the forward pass (``torch.inference_mode``, eval mode);
+- inference, batch 1, T = 128 and 512: the forward pass (``torch.inference_mode``, eval mode) and, for the
+  detector, the post-processing (Soft-NMS, top-1, keyframes) separately;
 - one training step, batch 2, T = 64, 128, 256 and 512 (train mode). ``long_term``: the long-term
   attention's forward and backward (loss: the mean square of its gated features plus the mean of its
   residual). ``detector``: what ``xcalab.train`` does per step (forward with L_con, assignment and losses,
-  backward, gradient clipping, AdamW, lr schedule, EMA).
+  backward, gradient clipping, AdamW, lr schedule, EMA). The CPU time per step of T should not grow with T
+  (the reference's ConvLSTM grows with T^2: 0.5 s at T = 64, 3.7 s at 128, 13.5 s at 256 for its backward).
 
 Each measurement runs in a fresh process, so its peak memory (``ru_maxrss``, torch's own footprint
 included) is its own; the time is the fastest of ``--repeats`` after one warm-up. With ``--against`` each
@@ -59,6 +61,10 @@ def _measure(part: str, kind: str, steps: int, threads: int, repeats: int) -> di
     import torch
 
     torch.set_num_threads(threads)
+    import xcalab.runtime
+
+    if kind == "train" and hasattr(xcalab.runtime, "return_freed_memory"):
+        xcalab.runtime.return_freed_memory()  # as xcalab.train does (older trees do not)
     from xcalab.config import get_preset
     from xcalab.data.dataset import Batch
 
@@ -72,14 +78,22 @@ def _measure(part: str, kind: str, steps: int, threads: int, repeats: int) -> di
     features = torch.rand(batch_size, cfg.features.dim, steps)
     mask = torch.ones(batch_size, steps, dtype=torch.bool)
 
+    decode = []
     if kind == "infer":
         model.eval()
         module = model if part == "detector" else model.long_term
+        from xcalab.data.annotations import FeatureGrid
+        from xcalab.postprocess import decode_batch
+
+        grid = FeatureGrid(cfg.features.stride, cfg.features.window)
 
         def run(i: int) -> None:
             with torch.inference_mode():
                 if part == "detector":
-                    module(features, mask, generator=torch.Generator().manual_seed(i))
+                    out = module(features, mask, generator=torch.Generator().manual_seed(i))
+                    start = time.perf_counter()  # the post-processing: Soft-NMS, top-1, keyframes
+                    decode_batch(out.cls_logits, out.offsets, out.masks, model.strides, [15.0], [steps * 4 / 15.0], grid)
+                    decode.append(time.perf_counter() - start)
                 else:
                     module(features, mask)
 
@@ -123,7 +137,10 @@ def _measure(part: str, kind: str, steps: int, threads: int, repeats: int) -> di
         cpu.append(time.process_time() - start_cpu)
     import xcalab
 
+    if decode:  # the forward pass alone
+        wall = [w - d for w, d in zip(wall, decode[1:])]
     return {"part": part, "kind": kind, "T": steps, "seconds": min(wall), "cpu_seconds": min(cpu),
+            "decode_seconds": min(decode) if decode else None, "parameters": sum(p.numel() for p in model.parameters()),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # KB on Linux
             "xcalab": str(Path(xcalab.__file__).parent.parent)}
 
@@ -183,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.rounds} process(es) per tree and measurement")
         for name, tree in trees.items():
             print(f"  {name}: {tree}")
+        print(f"  parameters of the detector: {child(REPO, 'detector', 'infer', 8)['parameters']:,}")
         plan = [(part, "infer", t) for part in args.parts for t in args.infer_lengths]
         plan += [(part, "train", t) for part in args.parts for t in args.train_lengths]
         rows = []
@@ -202,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
             what = f"{part:<9} {'forward, batch 1' if kind == 'infer' else 'train step, batch 2':<19} T={steps:<4}"
             line = (f"{what} this {this['seconds']:6.2f} s (CPU {this['cpu_seconds']:6.2f} s) "
                     f"{this['peak_rss_mb'] / 1024:5.2f} GB")
+            if kind == "train":  # linear in T: the same CPU time per step
+                line += f" {1000 * this['cpu_seconds'] / steps:5.1f} CPU ms/T"
+            elif this.get("decode_seconds") is not None:
+                line += f" + decode {this['decode_seconds']:.3f} s"
             if "other" in best:
                 other = best["other"]
                 line += (f" | other {other['seconds']:6.2f} s (CPU {other['cpu_seconds']:6.2f} s) "

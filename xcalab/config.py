@@ -204,11 +204,10 @@ class ModelConfig:
 
     How training runs, not what it computes (left out of ``Config.training_identity``):
     convlstm_checkpoint_steps  activation checkpointing of the ConvLSTM in training: a crop longer than this
-                          runs in chunks of this many steps whose activations are recomputed in backward
-                          instead of stored (a paper-size training step's peak: 2.4 -> 1.8 GB at T = 128,
-                          6.1 -> 3.5 GB at T = 512; the same gradients bit for bit, one more ConvLSTM forward);
-                          0: off. 64 leaves the teach and smoke crops (64 and 32 steps) as they were, and 32
-                          saves no more memory.
+                          keeps only the ConvLSTM's state every 32 steps and recomputes its gates in backward
+                          (one more ConvLSTM forward pass; the same gradients bit for bit); 0: never. 128 keeps
+                          the paper's crops (and teach's and smoke's) whole, which is faster, and bounds the
+                          ConvLSTM's share of a longer crop's memory at ~0.1 GB (paper sizes, batch 2).
     """
 
     long_term: str = "STA"
@@ -231,7 +230,7 @@ class ModelConfig:
     gaf_hidden: int = 256
     refinement: bool = False
     phase_attention: bool = False
-    convlstm_checkpoint_steps: int = 64
+    convlstm_checkpoint_steps: int = 128
 
     def __post_init__(self) -> None:
         if self.convlstm_checkpoint_steps < 0:

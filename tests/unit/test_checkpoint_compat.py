@@ -1,11 +1,14 @@
-"""A run written before the training package was reshaped (commit 133b58f) still loads and resumes exactly."""
+"""A run written before the training package was reshaped (commit 133b58f) still loads and resumes: to float32
+rounding since the ConvLSTM's backward pass is written out (before that, bit for bit)."""
 
 import importlib.util
 import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
+from toy_data import GAUGE
 
 from xcalab.config import apply_overrides, get_preset
 from xcalab.data.dataset import dataset_for
@@ -41,9 +44,12 @@ def test_an_old_run_resumes_to_the_weights_two_fresh_epochs_give(tmp_path, one_t
     b = torch.load(tmp_path / "fresh" / CHECKPOINT, weights_only=True)
     for part in ("model", "ema"):
         assert a[part].keys() == b[part].keys()
-        for k in a[part]:
-            assert torch.equal(a[part][k], b[part][k]), (part, k)
-    assert resumed.history[1]["loss"] == fresh.history[1]["loss"]
+        # The fixture's first epoch ran the ConvLSTM's backward through autograd, the fresh run by hand.
+        compared = [k for k in a[part] if not k.endswith(GAUGE)]
+        assert len(compared) > 0.9 * len(a[part])
+        worst = max((float((a[part][k].double() - b[part][k].double()).abs().max()), k) for k in compared)
+        assert worst[0] <= 5e-5, (part, worst)
+    assert resumed.history[1]["loss"] == pytest.approx(fresh.history[1]["loss"], rel=1e-5)
 
 
 def test_old_best_weights_load_and_predict(tmp_path, one_thread_and_a_private_feature_cache):

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from toy_data import GAUGE
 
 from xcalab.config import apply_overrides, get_preset
 from xcalab.data.annotations import Action, VideoAnnotation, write_annotations
@@ -18,14 +19,9 @@ FPS, STEPS = 15.0, 16
 #: draws other patches than the whole batch); 2 epochs: the first with the contrastive loss, the second without.
 OVERRIDES = {"model": {"patchwise": False}, "train": {"epochs": 2, "max_seq_len": STEPS, "select_after": 1}, "device": "cpu"}
 
-#: Parameters whose true gradient is exactly 0, so that Adam turns float noise into +-lr steps and two
-#: correct runs may differ by up to lr per step: a bias right before BatchNorm (BN subtracts any constant),
-#: the bias of attention keys and of their LayerNorm (softmax ignores a constant added to every logit of a
-#: query), and BN's running mean, which follows the first kind.
-GAUGE = ("long_term.spatial.0.bias", "long_term.spatial.3.bias", "attention.key.bias", "attention.key_norm.bias",
-         "running_mean")
-#: Tolerance for every other entry (observed: 4e-7, float32 rounding of sums taken in another order).
-ATOL = 1e-5
+#: Tolerance for every other entry (observed: 2e-5, float32 rounding of sums taken in another order, which
+#: Adam's normalised steps carry into the weights; a wrong gradient average differs by ~lr = 1e-3).
+ATOL = 5e-5
 
 
 def _feature_set(folder, n_train=4):

@@ -1,7 +1,8 @@
 """A toy feature set whose maps follow the contrast curve: training tests read it (it is no test module itself).
 
 ``toy_feature_set`` writes ``<id>.npy`` features, ``phases/<id>.npy`` contrast phases and annotations.json into a
-folder, for a few cines given by their subset, length in steps and keyframes in frames.
+folder, for a few cines given by their subset, length in steps and keyframes in frames. ``GAUGE`` names the
+parameters two correct training runs may disagree on.
 """
 
 import numpy as np
@@ -10,6 +11,13 @@ from xcalab.data.annotations import VideoAnnotation, write_annotations
 from xcalab.data.phases import phases_path, step_phases
 
 FPS, STRIDE = 15.0, 4
+
+#: Parameters whose true gradient is exactly 0, so that Adam turns float noise into +-lr steps and two
+#: correct runs may differ by up to lr per step: a bias right before BatchNorm (BN subtracts any constant),
+#: the bias of attention keys and of their LayerNorm (softmax ignores a constant added to every logit of a
+#: query), and BN's running mean, which follows the first kind.
+GAUGE = ("long_term.spatial.0.bias", "long_term.spatial.3.bias", "attention.key.bias", "attention.key_norm.bias",
+         "running_mean")
 
 
 def _vessels(size: int) -> np.ndarray:

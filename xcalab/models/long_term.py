@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from xcalab.config import LONG_TERM_MODES
-from xcalab.models.convlstm import ConvLSTM
+from xcalab.models.convlstm import ConvLSTM, channels_last
 
 Mode = Literal["none", "TA", "SA", "STA"]
 
@@ -45,7 +45,9 @@ class SpatialAttention(nn.Sequential):
 
     Input (N, 1, H, W) maps -> (N, 1, H, W) attention. Two Conv-BN-ReLU blocks with 3 x 3 kernels
     (1 -> channels[0] -> channels[1]), then a 1 x 1 convolution to one channel and a sigmoid.
-    Reference: channels = (8, 16); PyTorch's default initialisation.
+    Reference: channels = (8, 16); PyTorch's default initialisation. The weights are stored channels-last and
+    ``LongTermAttention`` passes channels-last maps: the CPU's convolutions on these few-channel maps run
+    about twice as fast so, in training too (the same numbers up to float rounding).
     """
 
     def __init__(self, channels: tuple[int, int] = (8, 16)):
@@ -53,13 +55,14 @@ class SpatialAttention(nn.Sequential):
         super().__init__(
             nn.Conv2d(1, c1, 3, padding=1),
             nn.BatchNorm2d(c1),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),  # BatchNorm needs its input for backward, not its output: no copy kept
             nn.Conv2d(c1, c2, 3, padding=1),
             nn.BatchNorm2d(c2),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),  # BatchNorm needs its input for backward, not its output: no copy kept
             nn.Conv2d(c2, 1, 1),
             nn.Sigmoid(),
         )
+        self.to(memory_format=torch.channels_last)
 
 
 class LongTermOutput(NamedTuple):
@@ -90,8 +93,8 @@ class LongTermAttention(nn.Module):
     sa_channels       SA's two hidden widths (reference (8, 16))
     bn_over_padding   False (default): SA's BatchNorm statistics ignore padded steps. True: padded
                       steps run through the ConvLSTM and SA and enter the statistics, as in the reference.
-    checkpoint_steps  the ConvLSTM's activation checkpointing in training (``ConvLSTM``): chunks of this
-                      many steps are recomputed in backward; 0: off
+    checkpoint_steps  the ConvLSTM's activation checkpointing in training (``ConvLSTM``): a sequence longer
+                      than this is recomputed in backward, chunk by chunk; 0: off
 
     Only the parts a mode uses are built, so every parameter receives a gradient.
     """
@@ -169,6 +172,7 @@ class LongTermAttention(nn.Module):
         eval mode BatchNorm uses its running statistics, so each map is scored alone: the maps go in blocks
         of ``SA_BLOCK``, whose 16-channel activations stay in the CPU's cache (all 512 maps of a cine at once
         take ~8x longer, most of it writing fresh memory), with the same numbers."""
+        frames = channels_last(frames)
         if self.training or len(frames) <= self.SA_BLOCK:
             return self.spatial(frames)
         return torch.cat([self.spatial(part) for part in frames.split(self.SA_BLOCK)])
