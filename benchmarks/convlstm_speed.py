@@ -61,10 +61,6 @@ def _measure(part: str, kind: str, steps: int, threads: int, repeats: int) -> di
     import torch
 
     torch.set_num_threads(threads)
-    import xcalab.runtime
-
-    if kind == "train" and hasattr(xcalab.runtime, "return_freed_memory"):
-        xcalab.runtime.return_freed_memory()  # as xcalab.train does (older trees do not)
     from xcalab.config import get_preset
     from xcalab.data.dataset import Batch
 

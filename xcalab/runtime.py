@@ -3,7 +3,6 @@
 ``seed_everything`` makes a run repeatable on the CPU (same seed -> same data, model and numbers);
 ``resolve_device`` turns "auto" into CUDA when there is one, else the CPU. No code path assumes CUDA.
 ``count_parameters`` counts what a model trains; ``as_array`` checks what a figure or probe is given.
-``return_freed_memory`` keeps a long training run's resident memory at what it holds (Linux).
 
 **Seed streams.** Every random draw of training and inference that must not depend on the order things
 run in is seeded by *where it happens*: ``derive_seed(seed, STREAM, ...)`` with one stream per kind of
@@ -18,8 +17,6 @@ draw, all listed here so that no two kinds ever share seeds:
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import random
 
@@ -76,27 +73,3 @@ def as_array(x, ndim: int, name: str, shape: str, dtype=np.float32) -> np.ndarra
         raise ValueError(f"{name} must be {shape}, got shape {a.shape}")
     return a
 
-
-#: Allocations from this size on get their own pages from the system and give them back when freed.
-MMAP_THRESHOLD_BYTES = 1 << 20
-
-
-def return_freed_memory() -> bool:
-    """Have glibc's allocator give freed activation buffers back to the system (Linux); False elsewhere.
-
-    glibc serves a large allocation with its own pages (mmap) and returns them when it is freed, but each
-    such free raises the size from which it does so, up to 32 MB. After a few training steps the buffers
-    of backward (tens of MB at T = 512) come from the heap instead, which keeps their pages when they are
-    freed: the process's resident memory grows by hundreds of MB (0.6 GB at T = 512, paper configuration)
-    without holding any more data. Fixing the threshold (``MMAP_THRESHOLD_BYTES``; like the environment
-    variable ``MALLOC_MMAP_THRESHOLD_``) stops the rise; small per-step tensors still come from the heap.
-    Process-wide; ``xcalab.train`` calls it before training.
-    """
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl without mallopt)
-        return False
-    m_mmap_threshold = -3  # <malloc.h>
-    return bool(mallopt(m_mmap_threshold, MMAP_THRESHOLD_BYTES))

@@ -52,7 +52,7 @@ from xcalab.data.annotations import check_setting_of, read_annotations
 from xcalab.data.dataset import FeatureDataset, collate, dataset_for
 from xcalab.data.io import atomic_path
 from xcalab.errors import XcalabInputError
-from xcalab.runtime import LOADER_STREAM, derive_seed, return_freed_memory, seed_everything
+from xcalab.runtime import LOADER_STREAM, derive_seed, seed_everything
 from xcalab.train.checkpoint import (
     BEST,
     CHECKPOINT,
@@ -158,7 +158,6 @@ def train(
 
     task = task or task_for(cfg)
     out_dir = Path(out_dir)
-    return_freed_memory()  # resident memory stays at what training holds (see xcalab.runtime)
     ctx = Distributed.start(cfg.device)
     try:
         with RunLock(out_dir, ctx.is_main):
