@@ -72,4 +72,3 @@ def as_array(x, ndim: int, name: str, shape: str, dtype=np.float32) -> np.ndarra
     if a.ndim != ndim:
         raise ValueError(f"{name} must be {shape}, got shape {a.shape}")
     return a
-
