@@ -11,6 +11,9 @@ STAMP  := $(VENV)/.xcalab-installed
 export JUPYTER_PREFER_ENV_PATH := 1
 export PYTHONHASHSEED := 0
 export OMP_NUM_THREADS ?= 2
+# Let Python cache compiled modules: with PYTHONDONTWRITEBYTECODE set, every test process and notebook kernel
+# compiles xcalab afresh (~4 s each).
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: setup run test lint unit notebooks nbval browser chromium lab clean
 

@@ -23,6 +23,9 @@ from xcalab.viz.explorer import (
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
+#: Every explorer here reads the same two cines: their SVS-Net features are extracted once for the module.
+pytestmark = pytest.mark.usefixtures("learned_features_computed_once")
+
 
 def _pixels(png: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(png)))

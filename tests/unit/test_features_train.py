@@ -32,9 +32,17 @@ def smoke_cines():
     return synth_sequences("train", SMOKE), synth_sequences("validation", SMOKE)
 
 
-def test_training_beats_an_untrained_network(smoke_cines):
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, smoke_cines):
+    """The smoke training run, with its checkpoints: (run folder, result). Trained once for the module."""
     train, val = smoke_cines
-    result = train_extractor(SMOKE, train_sequences=train, val_sequences=val, progress=False)
+    run_dir = tmp_path_factory.mktemp("extractor-run")
+    return run_dir, train_extractor(SMOKE, run_dir, train, val, progress=False)
+
+
+def test_training_beats_an_untrained_network(smoke_cines, smoke_run):
+    _, val = smoke_cines
+    _, result = smoke_run
     torch.manual_seed(SMOKE.seed)
     untrained = validation_scores(SVSNet(SMOKE.net), *validation_windows(val, SMOKE.val_windows))
     trained = result.validation[-1]
@@ -72,27 +80,27 @@ def test_killed_training_resumes_to_the_same_weights(tmp_path, smoke_cines):
         train_extractor(other, tmp_path / "whole", train, val, progress=False)
 
 
-def test_a_finished_run_is_exported_again_without_simulating(tmp_path, smoke_cines, monkeypatch):
+def test_a_finished_run_is_exported_again_without_simulating(smoke_run, monkeypatch):
     import xcalab.features.train as train_module
     from xcalab.features.train import training_history
 
-    train, val = smoke_cines
-    cfg = ExtractorTrainConfig(**{**SMOKE.to_dict(), "steps": 20, "checkpoint_every": 10})
-    first = train_extractor(cfg, tmp_path / "run", train, val, progress=False)
+    run_dir, first = smoke_run
+    assert SMOKE.steps % 10 == 0 and SMOKE.steps > 10
 
     def no_simulation(*args, **kwargs):
         raise AssertionError("a finished run must not simulate cines again")
 
     monkeypatch.setattr(train_module, "synth_sequences", no_simulation)
-    again = train_extractor(cfg, tmp_path / "run", progress=False)
+    again = train_extractor(SMOKE, run_dir, progress=False)
     a, b = first.model.state_dict(), again.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert again.validation == first.validation and 0 < again.seconds <= first.seconds  # time up to the last checkpoint
     history = training_history(again, every=10)
     # the loss curve: block means of 10 steps, by hand from the per-step losses
-    assert history["loss_steps"] == [10, 20]
-    assert history["loss"] == pytest.approx([sum(first.losses[:10]) / 10, sum(first.losses[10:]) / 10], abs=1e-5)
-    assert history["validation"][-1]["step"] == 20
+    assert history["loss_steps"] == list(range(10, SMOKE.steps + 1, 10))
+    blocks = [sum(first.losses[i:i + 10]) / 10 for i in range(0, SMOKE.steps, 10)]
+    assert history["loss"] == pytest.approx(blocks, abs=1e-5)
+    assert history["validation"][-1]["step"] == SMOKE.steps
 
 
 def test_windows_oversample_the_front_and_washout(smoke_cines):

@@ -115,9 +115,11 @@ def _snapshot(data):
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """A smoke build made in two steps: the test cines first, then the rest; then once more."""
+def built(tmp_path_factory, smoke_feature_cache):
+    """A smoke build made in two steps: the test cines first, then the rest; then once more. Its SVS-Net
+    features come from the run's feature cache (``smoke_feature_cache``, filled by ``prepare_features`` too)."""
     cfg = get_preset("smoke", data_dir=tmp_path_factory.mktemp("pipeline"))
+    smoke_feature_cache(cfg.data_dir)
     test_only = prepare_features(cfg, subsets=("test",), workers=1, progress=False)
     first = _snapshot(test_only)
     full = prepare_features(cfg, workers=1, progress=False)
@@ -287,24 +289,25 @@ def test_second_call_loads_the_cached_run(trained, monkeypatch):
     assert third.origin == "cached" and _same_weights(_state(third.model), trained.state)
 
 
-def _longer(trained, folder):
-    """The module's run copied to ``folder`` and continued for one more epoch."""
-    run_dir = _copy_run(trained, folder)
+@pytest.fixture(scope="module")
+def one_more_epoch(trained, tmp_path_factory):
+    """The module's run copied to a folder of its own and continued for one more epoch: (cfg, run_dir, result)."""
+    run_dir = _copy_run(trained, tmp_path_factory.mktemp("longer") / "run")
     cfg = trained.cfg.replace(train=dataclasses.replace(trained.cfg.train, epochs=SMOKE.train.epochs + 1))
     return cfg, run_dir, load_or_train_detector(cfg, VARIANT, trained.data, progress=False, run_dir=run_dir)
 
 
-def test_more_epochs_continue_the_cached_run(trained, tmp_path):
+def test_more_epochs_continue_the_cached_run(trained, one_more_epoch):
     """A run of another configuration is not reused: with one more epoch it is resumed for that epoch."""
-    cfg, run_dir, longer = _longer(trained, tmp_path / "run")
+    cfg, run_dir, longer = one_more_epoch
     assert longer.origin == "trained" and longer.checkpoint == run_dir / BEST
     assert len(longer.history) == SMOKE.train.epochs + 1
     assert [h["loss"] for h in longer.history[:-1]] == [h["loss"] for h in trained.first.history]
     assert longer.history[-1]["epoch"] == SMOKE.train.epochs and np.isfinite(longer.history[-1]["loss"])
 
 
-def test_a_continued_run_is_cached_afterwards(trained, tmp_path):
-    cfg, run_dir, longer = _longer(trained, tmp_path / "run")
+def test_a_continued_run_is_cached_afterwards(trained, one_more_epoch):
+    cfg, run_dir, longer = one_more_epoch
     again = load_or_train_detector(cfg, VARIANT, trained.data, progress=False, run_dir=run_dir)
     assert again.origin == "cached" and again.history == longer.history
     assert longer.cfg.train.epochs == again.cfg.train.epochs == SMOKE.train.epochs + 1

@@ -320,9 +320,12 @@ def _argv(tmp):
 
 
 @pytest.fixture(scope="module")
-def table_iv(tmp_path_factory):
-    """``xcalab reproduce --table IV --preset smoke --seeds 1``, once for the module (~25 s)."""
+def table_iv(tmp_path_factory, smoke_feature_cache):
+    """``xcalab reproduce --table IV --preset smoke --seeds 1``, once for the module. The smoke cines' SVS-Net
+    features come from the run's feature cache (``smoke_feature_cache``); the command still simulates the cines,
+    writes every export and trains and scores every row itself."""
     tmp = tmp_path_factory.mktemp("reproduce")
+    smoke_feature_cache(tmp / "data")
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
         code = main(_argv(tmp))
@@ -448,9 +451,11 @@ def test_summarise_needs_every_row():
 
 
 @pytest.fixture(scope="module")
-def table_seeds(tmp_path_factory):
-    """``xcalab reproduce --table seeds --preset smoke --seeds 1``, once for the module (~40 s)."""
+def table_seeds(tmp_path_factory, smoke_feature_cache):
+    """``xcalab reproduce --table seeds --preset smoke --seeds 1``, once for the module (the smoke cines' SVS-Net
+    features come from the run's feature cache, as for table IV)."""
     tmp = tmp_path_factory.mktemp("reproduce-seeds")
+    smoke_feature_cache(tmp / "data")
     argv = ["reproduce", "--table", "seeds", "--preset", "smoke", "--seeds", "1", "--data-dir", str(tmp / "data"),
             "--out", str(tmp / "out"), "--no-progress"]
     with contextlib.redirect_stdout(io.StringIO()):
