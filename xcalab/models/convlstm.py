@@ -510,7 +510,7 @@ def _layer_backward(
     scale = torch.ones(4 * n, 1, 1, dtype=weight.dtype, device=weight.device)
     scale[3 * n :] = 4.0
     grad_w, grad_b = grad_weight_bias
-    grad_inputs: list[Tensor] = [weight] * len(blocks) if need_input else []
+    grad_inputs: list[Tensor | None] = [None] * len(blocks) if need_input else []  # filled last block first
     conv = dict(stride=[1, 1], padding=pad, dilation=[1, 1], transposed=False, output_padding=[0, 0], groups=1)
     for j in reversed(range(len(blocks))):
         blk, keep, grad_out = blocks[j], keeps[j], grad_outputs[j]
