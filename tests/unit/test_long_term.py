@@ -1,9 +1,14 @@
-"""Long-term attention (eqs. 5-6): the four modes' formulas, masked BatchNorm, gradients."""
+"""Long-term attention (eqs. 5-6): the four modes' formulas, masked BatchNorm, gradients, SA trained in chunks."""
+
+import copy
 
 import pytest
 import torch
+from torch import nn
 
 from xcalab.models import LongTermAttention
+from xcalab.models.convlstm import channels_last
+from xcalab.models.long_term import SpatialAttention
 
 S = 6  # tiny maps: 6 x 6 = 36 features per step
 
@@ -187,3 +192,94 @@ def test_eval_mode_scores_maps_in_blocks_with_the_same_numbers(mask):
     assert module.SA_BLOCK > LongTermAttention.SA_BLOCK == 16
     torch.testing.assert_close(blocked.attention, whole.attention, rtol=0, atol=1e-6)
     torch.testing.assert_close(blocked.features, whole.features, rtol=0, atol=1e-6)
+
+
+def sa_pair(dtype, momentum=0.1):
+    """Two SpatialAttention modules with the same weights: one run as written (nn.Sequential), one chunked."""
+    torch.manual_seed(7)
+    chunked = SpatialAttention().to(dtype).train()
+    for bn in (chunked[1], chunked[4]):
+        bn.momentum = momentum
+        with torch.no_grad():  # not the defaults, so that a wrong update shows
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.uniform_(-0.3, 0.3)
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+    return chunked, copy.deepcopy(chunked)
+
+
+def run_both(chunked, plain, frames, upstream):
+    a = frames.clone().requires_grad_(True)
+    b = frames.clone().requires_grad_(True)
+    out_a, out_b = chunked(a), nn.Sequential.forward(plain, b)  # the chunks, and every layer at once
+    (out_a * upstream).sum().backward()
+    (out_b * upstream).sum().backward()
+    return (out_a, a.grad), (out_b, b.grad)
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_sa_training_in_chunks_equals_the_plain_network_float64(momentum):
+    # 37 maps in chunks of 16: three chunks, the last one short. BatchNorm's statistics must be those of all 37.
+    chunked, plain = sa_pair(torch.float64, momentum)
+    frames = channels_last(2.0 * torch.randn(37, 1, 10, 10, dtype=torch.float64) + 0.5)
+    upstream = torch.randn(37, 1, 10, 10, dtype=torch.float64)
+    for _ in range(2):  # twice: the running statistics' second update (momentum None: a cumulative average)
+        (out_a, grad_a), (out_b, grad_b) = run_both(chunked, plain, frames, upstream)
+        assert out_a.grad_fn is not None and type(out_a.grad_fn).__name__.startswith("_ChunkedTraining")
+        torch.testing.assert_close(out_a, out_b, rtol=0, atol=1e-13)
+        torch.testing.assert_close(grad_a, grad_b, rtol=1e-11, atol=1e-13)
+    for (name, p), q in zip(chunked.named_parameters(), plain.parameters()):
+        if name in ("0.bias", "3.bias"):  # a bias right before BatchNorm: zero gradient, rounding noise only
+            assert p.grad.abs().max() < 1e-10 and q.grad.abs().max() < 1e-10
+        else:
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-11, atol=1e-12, msg=name)
+    for (name, a), b in zip(chunked.named_buffers(), plain.buffers()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-14, msg=name)
+    assert int(chunked[1].num_batches_tracked) == 2
+
+
+def test_sa_training_in_chunks_float32_paper_maps():
+    # Against the float64 network: the chunks sum BatchNorm's terms and the weight gradients in float64, so in
+    # float32 they land closer to it (~1e-6 relative) than autograd through the plain network does (~1e-3:
+    # BatchNorm's float32 sums over 160k values a channel).
+    chunked, plain = sa_pair(torch.float32)
+    truth = copy.deepcopy(plain).double()
+    frames = channels_last(torch.rand(40, 1, 64, 64))
+    upstream = torch.randn(40, 1, 64, 64)
+    (out, grad), _ = run_both(chunked, plain, frames, upstream)
+    _, (out64, grad64) = run_both(copy.deepcopy(truth), truth, frames.double(), upstream.double())
+    torch.testing.assert_close(out.double(), out64, rtol=0, atol=1e-5)
+    assert (grad.double() - grad64).norm() < 1e-4 * grad64.norm()
+    for (name, p), q in zip(chunked.named_parameters(), truth.parameters()):
+        if name not in ("0.bias", "3.bias"):  # zero gradient before BatchNorm
+            torch.testing.assert_close(p.grad.double(), q.grad, rtol=0, atol=1e-4 * q.grad.abs().max().item(), msg=name)
+
+
+def test_sa_chunks_keep_only_input_and_output_and_run_only_when_needed():
+    chunked, _ = sa_pair(torch.float32)
+    frames = channels_last(torch.rand(20, 1, 8, 8)).requires_grad_(True)
+    out = chunked(frames)
+    kept = out.grad_fn.saved_tensors
+    assert len(kept) == 2 and kept[0].shape == kept[1].shape == (20, 1, 8, 8)
+    # Not chunked: a chunk's worth of maps, no gradients, eval mode.
+    assert "_Chunked" not in type(chunked(frames[:16]).grad_fn).__name__
+    with torch.no_grad():
+        assert chunked(frames).grad_fn is None
+    chunked.eval()
+    assert "_Chunked" not in type(chunked(frames).grad_fn).__name__
+    # Frames without gradient: the parameters still get theirs.
+    chunked.train()
+    chunked(frames.detach()).sum().backward()
+    assert all(p.grad is not None for p in chunked.parameters())
+
+
+def test_sa_chunks_gradcheck_float64():
+    chunked, _ = sa_pair(torch.float64)
+    chunked.CHUNK = 3  # 7 maps: chunks of 3, 3 and 1
+    frames = torch.randn(7, 1, 4, 4, dtype=torch.float64, requires_grad=True)
+    weight = chunked[3].weight.detach().clone().requires_grad_(True)
+
+    def run(inp, w):
+        return torch.func.functional_call(chunked, {"3.weight": w}, (inp,))
+
+    assert torch.autograd.gradcheck(run, (frames, weight), eps=1e-6, atol=1e-6)

@@ -64,6 +64,172 @@ class SpatialAttention(nn.Sequential):
         )
         self.to(memory_format=torch.channels_last)
 
+    #: Training on more maps than this runs in chunks of ``CHUNK`` maps (``_ChunkedTraining``).
+    CHUNK = 16
+
+    def forward(self, frames: Tensor) -> Tensor:
+        """(N, 1, H, W) maps -> (N, 1, H, W) attention in (0, 1).
+
+        With gradients in training mode on more than ``CHUNK`` maps, the same function runs chunk by chunk
+        (``_ChunkedTraining``): BatchNorm's statistics are still those of all N maps, and only the input and
+        the output are kept for backward instead of ~50 channels per map (1 GB of the 3 GB a training step
+        holds at T = 512). Under autocast (CUDA's bf16) it runs as written.
+        """
+        if (
+            self.training and torch.is_grad_enabled() and len(frames) > self.CHUNK
+            and not torch.is_autocast_enabled(frames.device.type)
+        ):
+            conv1, bn1, _, conv2, bn2, _, conv3, _ = self
+            params = (conv1.weight, conv1.bias, bn1.weight, bn1.bias, conv2.weight, conv2.bias, bn2.weight, bn2.bias,
+                      conv3.weight, conv3.bias)
+            return _ChunkedTraining.apply(self, frames, *params)
+        return super().forward(frames)
+
+
+def _batch_statistics(sums: Tensor, squares: Tensor, count: int, bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
+    """BatchNorm's training-mode statistics from per-channel float64 sums of z and z^2 over ``count`` values:
+    (mean, 1 / sqrt(biased variance + eps)), both float64; updates ``bn``'s running statistics as
+    ``nn.BatchNorm2d`` does (momentum, or the cumulative average when momentum is None; unbiased variance)."""
+    mean = sums / count
+    variance = (squares / count - mean.square()).clamp_min(0.0)
+    if bn.track_running_stats and bn.running_mean is not None:
+        with torch.no_grad():
+            bn.num_batches_tracked.add_(1)
+            momentum = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+            unbiased = variance * count / max(count - 1, 1)
+            bn.running_mean.mul_(1 - momentum).add_(mean.to(bn.running_mean.dtype), alpha=momentum)
+            bn.running_var.mul_(1 - momentum).add_(unbiased.to(bn.running_var.dtype), alpha=momentum)
+    return mean, (variance + bn.eps).rsqrt()
+
+
+class _ChunkedTraining(torch.autograd.Function):
+    """SA in training mode, chunk by chunk, with BatchNorm's statistics over all the maps.
+
+    forward(module, frames (N, 1, H, W), w1, b1, gamma1, beta1, w2, b2, gamma2, beta2, w3, b3) -> (N, 1, H, W)
+
+    BatchNorm needs the statistics of all N maps before it can normalise any, so the forward pass runs
+    three times over the chunks: conv1 for BN1's sums, up to conv2 for BN2's sums, then to the output. Only
+    the frames and the output are kept. Backward likewise: BN's backward needs the sums of dL/dy and
+    dL/dy * x_hat over all maps first, dz = gamma / sigma * (dy - mean(dy) - x_hat * mean(dy * x_hat)), so
+    (recomputing the activations of each chunk) pass 1 sums BN2's terms, pass 2 goes back through conv2 and
+    sums BN1's terms (keeping dL/dy1, 8 channels a map), pass 3 goes back through conv1. Weight gradients
+    are summed over chunks in float64. The same function as the ``nn.Sequential`` (tested in float64).
+    """
+
+    @staticmethod
+    def forward(ctx, module: SpatialAttention, frames: Tensor, *params: Tensor) -> Tensor:
+        conv1, bn1, _, conv2, bn2, _, conv3, _ = module
+        count = frames.shape[0] * frames.shape[2] * frames.shape[3]
+        chunks = frames.split(module.CHUNK)
+
+        def sums(maps: Tensor) -> tuple[Tensor, Tensor]:
+            return maps.sum((0, 2, 3), dtype=torch.float64), maps.square().sum((0, 2, 3), dtype=torch.float64)
+
+        totals = [sum(pair) for pair in zip(*(sums(conv1(chunk)) for chunk in chunks))]
+        mean1, invstd1 = _batch_statistics(*totals, count, bn1)
+        norm1 = _Normalise(mean1, invstd1, bn1)
+        totals = [sum(pair) for pair in zip(*(sums(conv2(norm1.relu(conv1(chunk)))) for chunk in chunks))]
+        mean2, invstd2 = _batch_statistics(*totals, count, bn2)
+        norm2 = _Normalise(mean2, invstd2, bn2)
+        out = torch.cat([torch.sigmoid(conv3(norm2.relu(conv2(norm1.relu(conv1(chunk)))))) for chunk in chunks])
+        ctx.module, ctx.count, ctx.norms = module, count, (norm1, norm2)
+        ctx.save_for_backward(frames, out)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: Tensor):
+        frames, out = ctx.saved_tensors
+        module, count, (norm1, norm2) = ctx.module, ctx.count, ctx.norms
+        conv1, _, _, conv2, _, _, conv3, _ = module
+        step = module.CHUNK
+        chunks = list(zip(frames.split(step), out.split(step), grad_out.split(step)))
+        grads = {name: torch.zeros(p.shape, dtype=torch.float64, device=p.device)
+                 for name, p in (("w1", conv1.weight), ("b1", conv1.bias), ("w2", conv2.weight), ("b2", conv2.bias),
+                                 ("w3", conv3.weight), ("b3", conv3.bias))}
+
+        def back_to_y2(chunk: Tensor, a: Tensor, da: Tensor, weights: bool):
+            """Recompute a chunk up to BN2 and go back from the output to dL/dy2 (BN2's output side)."""
+            r1 = norm1.relu(conv1(chunk))
+            z2 = conv2(r1)
+            r2 = norm2.relu(z2)
+            dz3 = da * a * (1 - a)  # sigmoid'
+            dr2, dw3, db3 = _conv_backward(conv3, dz3, r2, (True, weights, weights))
+            if weights:
+                grads["w3"] += dw3
+                grads["b3"] += db3
+            return r1, z2, dr2 * (r2 > 0)
+
+        # Pass 1: BN2's sums of dy and dy * x_hat
+        dy_sum2 = dyx_sum2 = 0.0
+        for chunk, a, da in chunks:
+            _, z2, dy2 = back_to_y2(chunk, a, da, weights=True)
+            dy_sum, dyx_sum = norm2.sums(dy2, z2)
+            dy_sum2, dyx_sum2 = dy_sum2 + dy_sum, dyx_sum2 + dyx_sum
+        # Pass 2: through BN2 and conv2; BN1's sums
+        dy1s, dy_sum1, dyx_sum1 = [], 0.0, 0.0
+        for chunk, a, da in chunks:
+            r1, z2, dy2 = back_to_y2(chunk, a, da, weights=False)
+            dz2 = norm2.backward(dy2, z2, dy_sum2, dyx_sum2, count)
+            dr1, dw2, db2 = _conv_backward(conv2, dz2, r1, (True, True, True))
+            grads["w2"] += dw2
+            grads["b2"] += db2
+            dy1 = dr1 * (r1 > 0)
+            z1 = conv1(chunk)
+            dy_sum, dyx_sum = norm1.sums(dy1, z1)
+            dy_sum1, dyx_sum1 = dy_sum1 + dy_sum, dyx_sum1 + dyx_sum
+            dy1s.append(dy1)
+        # Pass 3: through BN1 and conv1
+        grad_frames = []
+        for (chunk, _, _), dy1 in zip(chunks, dy1s):
+            dz1 = norm1.backward(dy1, conv1(chunk), dy_sum1, dyx_sum1, count)
+            dx, dw1, db1 = _conv_backward(conv1, dz1, chunk, (ctx.needs_input_grad[1], True, True))
+            grads["w1"] += dw1
+            grads["b1"] += db1
+            grad_frames.append(dx)
+        grad_x = torch.cat(grad_frames) if ctx.needs_input_grad[1] else None
+        # dL/dgamma = sum(dy * x_hat), dL/dbeta = sum(dy)
+        grads.update(gamma1=dyx_sum1, beta1=dy_sum1, gamma2=dyx_sum2, beta2=dy_sum2)
+        order = ("w1", "b1", "gamma1", "beta1", "w2", "b2", "gamma2", "beta2", "w3", "b3")
+        return None, grad_x, *(grads[name].to(frames.dtype) for name in order)
+
+
+class _Normalise:
+    """One BatchNorm in training mode with its batch statistics fixed: y = gamma (z - mean) * invstd + beta."""
+
+    def __init__(self, mean: Tensor, invstd: Tensor, bn: nn.BatchNorm2d):
+        self.mean = mean.to(bn.weight.dtype).view(1, -1, 1, 1)
+        self.invstd = invstd.to(bn.weight.dtype).view(1, -1, 1, 1)
+        self.gamma = bn.weight.detach().view(1, -1, 1, 1)
+        self.beta = bn.bias.detach().view(1, -1, 1, 1)
+
+    def x_hat(self, z: Tensor) -> Tensor:
+        return (z - self.mean) * self.invstd
+
+    def relu(self, z: Tensor) -> Tensor:
+        """ReLU(BN(z))."""
+        return torch.relu_(self.x_hat(z).mul_(self.gamma).add_(self.beta))
+
+    def sums(self, dy: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+        """Per channel, in float64: (sum of dL/dy, sum of dL/dy * x_hat)."""
+        return dy.sum((0, 2, 3), dtype=torch.float64), (dy * self.x_hat(z)).sum((0, 2, 3), dtype=torch.float64)
+
+    def backward(self, dy: Tensor, z: Tensor, dy_sum: Tensor, dyx_sum: Tensor, count: int) -> Tensor:
+        """dL/dz = gamma invstd (dy - sum(dy) / M - x_hat sum(dy x_hat) / M), the sums over all M values."""
+        dtype = dy.dtype
+        mean_dy = (dy_sum / count).to(dtype).view(1, -1, 1, 1)
+        mean_dyx = (dyx_sum / count).to(dtype).view(1, -1, 1, 1)
+        return (dy - mean_dy - self.x_hat(z) * mean_dyx) * (self.gamma * self.invstd)
+
+
+def _conv_backward(conv: nn.Conv2d, grad: Tensor, inputs: Tensor, mask: tuple[bool, bool, bool]):
+    """(dL/d input, dL/d weight as float64, dL/d bias as float64) of ``conv`` at ``inputs``; None where ``mask`` is False."""
+    dx, dw, db = torch.ops.aten.convolution_backward(
+        grad, inputs, conv.weight, [conv.out_channels], conv.stride, conv.padding, conv.dilation, False, [0, 0],
+        conv.groups, list(mask),
+    )
+    return dx, None if dw is None else dw.double(), None if db is None else db.double()
+
 
 class LongTermOutput(NamedTuple):
     """What ``LongTermAttention`` returns; every tensor is (B, map_size**2, T), like its input.
