@@ -115,9 +115,9 @@ def _measure(part: str, kind: str, steps: int, threads: int, repeats: int) -> di
         model.train()
 
         def run(i: int) -> None:
+            optimizer.zero_grad(set_to_none=True)  # before the forward pass, as xcalab.train does
             out = model(features, mask, segments, labels, contrast=True, generator=torch.Generator().manual_seed(i))
             loss, _ = training_loss(out, batch, model.strides, cfg, normaliser, ctx)
-            optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip_grad)
             optimizer.step()

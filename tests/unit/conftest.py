@@ -1,25 +1,49 @@
 """Unit-test setup: a non-interactive matplotlib backend (only here: notebook kernels keep inline figures)."""
 
+from contextlib import contextmanager
+
 import matplotlib
 import pytest
 
 matplotlib.use("Agg")
 
 
+@contextmanager
+def torch_threads(count: int):
+    """torch with ``count`` CPU threads inside the block, the previous count restored after it."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread: a tiny model on a shared 2-core machine is 100x faster without thread contention."""
+    with torch_threads(1):
+        yield
+
+
+@pytest.fixture
+def two_torch_threads():
+    """Two torch threads (``make unit`` runs one a process), for what runs differently with more than one."""
+    with torch_threads(2):
+        yield
+
+
 @pytest.fixture(scope="module")
 def one_thread_and_a_private_feature_cache(tmp_path_factory):
     """One torch thread (training tests on a shared 2-core machine) and the content-addressed feature cache in
     the session's temporary folder (shared by the modules that use it, so SVS-Net features are computed once)."""
-    import torch
-
     from xcalab.features import extract
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as mp:
+    with torch_threads(1), pytest.MonkeyPatch.context() as mp:
         mp.setattr(extract, "DEFAULT_CACHE", tmp_path_factory.getbasetemp() / "xcalab-feature-cache")
         yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

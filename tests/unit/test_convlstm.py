@@ -1,6 +1,8 @@
 """ConvLSTM (eq. 1): equals a naive step-by-step implementation and the previous implementation, masks keep
 padding out, all weights learn, backpropagation through time written out gives autograd's gradients,
-activation checkpointing keeps the gradients."""
+activation checkpointing keeps the gradients, two threads compute what one computes."""
+
+import threading
 
 import pytest
 import torch
@@ -465,3 +467,81 @@ def test_bad_settings_and_inputs_are_clear_errors():
         ModelConfig(convlstm_checkpoint_steps=-2)
     with pytest.raises(ValueError, match=r"mask must be \(B, T\)"):
         ConvLSTM()(torch.zeros(2, 3, 1, 4, 4), torch.ones(2, 4, dtype=torch.bool))
+
+
+# --------------------------------------------------------------------------------------------------
+# Two threads: the first layer on the calling thread, the others on a helper thread
+# --------------------------------------------------------------------------------------------------
+
+
+def layer_threads(monkeypatch) -> dict[int, set[str]]:
+    """Record which thread ran each layer's blocks: {layer index: {thread names}}."""
+    seen: dict[int, set[str]] = {}
+    original = ConvLSTM._layer_fast
+
+    def spy(cell, *args, **kwargs):
+        seen.setdefault(cell.hidden_channels * 100 + cell.in_channels, set()).add(threading.current_thread().name)
+        return original(cell, *args, **kwargs)
+
+    monkeypatch.setattr(ConvLSTM, "_layer_fast", staticmethod(spy))
+    return seen
+
+
+@pytest.mark.parametrize("mask", MASKS.values(), ids=MASKS.keys())
+def test_two_threads_compute_what_one_computes(mask, two_torch_threads, monkeypatch):
+    # One video: inference, and training with and without checkpointing (the recomputation in backward runs
+    # on two threads too): outputs and every gradient bit for bit, the thread count given back afterwards.
+    torch.manual_seed(12)
+    x = torch.rand(1, 21, 1, 16, 16)
+    mask = None if mask is None else mask[1:]
+    results = {}
+    for two in (True, False):
+        monkeypatch.setattr(ConvLSTM, "TWO_THREADS", two)
+        for chunk in (0, 8):
+            torch.manual_seed(13)
+            model = ConvLSTM(checkpoint_steps=chunk)
+            with torch.no_grad():
+                inferred = model(x, mask)
+            inp = x.clone().requires_grad_(True)
+            out = model(inp, mask)
+            (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+            results[two, chunk] = [inferred, out.detach(), inp.grad] + [p.grad for p in model.parameters()]
+            assert torch.get_num_threads() == 2
+    for chunk in (0, 8):
+        assert all(torch.equal(a, b) for a, b in zip(results[True, chunk], results[False, chunk]))
+
+
+def test_two_threads_split_the_layers_and_only_when_they_can(two_torch_threads, monkeypatch):
+    model = ConvLSTM()  # layers keyed 800 + 1, 800 + 8, 100 + 8 (hidden * 100 + input channels)
+    x = torch.rand(1, 17, 1, 8, 8)
+    seen = layer_threads(monkeypatch)
+    with torch.no_grad():
+        model(x)
+    caller = threading.current_thread().name
+    assert seen == {801: {caller}, 808: {"convlstm-upper-layers"}, 108: {"convlstm-upper-layers"}}
+    # One torch thread, recorded gates, one block of steps, two videos: one thread.
+    for run in (lambda: model(x, None, {}), lambda: model(x[:, :8]), lambda: model(x.expand(2, -1, -1, -1, -1))):
+        seen.clear()
+        with torch.no_grad():
+            run()
+        assert set().union(*seen.values()) == {caller}
+    torch.set_num_threads(1)
+    seen.clear()
+    with torch.no_grad():
+        model(x)
+    assert set().union(*seen.values()) == {caller}
+
+
+def test_a_failure_on_the_helper_thread_is_raised_by_the_caller(two_torch_threads, monkeypatch):
+    original = ConvLSTM._layer_fast
+
+    def failing(cell, *args, **kwargs):
+        if threading.current_thread().name == "convlstm-upper-layers":
+            raise RuntimeError("layer failed")
+        return original(cell, *args, **kwargs)
+
+    monkeypatch.setattr(ConvLSTM, "_layer_fast", staticmethod(failing))
+    with pytest.raises(RuntimeError, match="layer failed"), torch.no_grad():
+        ConvLSTM()(torch.rand(1, 40, 1, 8, 8))
+    assert torch.get_num_threads() == 2
+    assert not any(t.name == "convlstm-upper-layers" for t in threading.enumerate())

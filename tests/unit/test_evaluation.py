@@ -315,15 +315,6 @@ def test_bad_input_is_one_line_naming_the_file(tmp_path, gt, capsys, case):
 # --------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def one_thread():
-    """One torch thread: a tiny model on a shared 2-core machine is 100x faster without thread contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_a_checkpoint_is_scored_as_the_engine_scores_it(tmp_path, one_thread):
     cfg = get_preset("smoke", device="cpu")
     torch.manual_seed(0)

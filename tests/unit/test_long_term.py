@@ -283,3 +283,19 @@ def test_sa_chunks_gradcheck_float64():
         return torch.func.functional_call(chunked, {"3.weight": w}, (inp,))
 
     assert torch.autograd.gradcheck(run, (frames, weight), eps=1e-6, atol=1e-6)
+
+
+def test_sa_eval_mode_folds_batchnorm_into_the_convolutions():
+    # With running statistics BatchNorm is a per-channel affine map; folded into the convolution before it,
+    # it gives the same attention and the same gradients (float64).
+    module, plain = sa_pair(torch.float64)
+    module.eval(), plain.eval()
+    frames = channels_last(torch.randn(9, 1, 12, 12, dtype=torch.float64))
+    upstream = torch.randn(9, 1, 12, 12, dtype=torch.float64)
+    (out_a, grad_a), (out_b, grad_b) = run_both(module, plain, frames, upstream)
+    assert "_Chunked" not in type(out_a.grad_fn).__name__
+    torch.testing.assert_close(out_a, out_b, rtol=0, atol=1e-14)
+    torch.testing.assert_close(grad_a, grad_b, rtol=0, atol=1e-13)
+    for (name, p), q in zip(module.named_parameters(), plain.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-12, atol=1e-13, msg=name)
+    assert all(torch.equal(a, b) for a, b in zip(module.buffers(), plain.buffers()))  # eval: nothing moves

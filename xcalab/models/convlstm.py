@@ -18,7 +18,10 @@ input part runs for a block of steps at once (one convolution over the block's B
 loop only the hidden part (none at t = 0, where h = 0). The gate update is one ``sigmoid`` over all four
 gates' contiguous channels and a few products: tanh(z) = 2 sigmoid(2 z) - 1, the factor 2 folded into the
 candidate's rows of the weight (exact), because the CPU's tanh costs about nine times its sigmoid. No
-per-step select between old and new state unless a video of the batch is masked at that step.
+per-step select between old and new state unless a video of the batch is masked at that step. One video on
+a CPU with two or more torch threads runs its layers on two threads (``_run_two_threads``): the first layer
+on the calling thread, the others a block behind on a helper thread, each with one torch thread: a batch-1
+recurrence leaves a second core idle otherwise.
 
 Training: backpropagation through time written out (``_Backpropagation``), not left to autograd, which
 would keep a dozen maps per step and layer and run one full convolution backward (input and weight) per
@@ -41,6 +44,8 @@ reference: every saved ``state_dict`` loads unchanged.
 
 from __future__ import annotations
 
+import queue
+import threading
 from typing import NamedTuple
 
 import torch
@@ -289,6 +294,8 @@ class ConvLSTM(nn.Module):
         """
         split = [split_gate_weights(w, b, cell.in_channels) for cell, (w, b) in zip(self.cells, weights)]
         batch, steps = x.shape[:2]
+        if self._two_threads(x, record):
+            return self._run_two_threads(x, mask, list(states), split, saved)
         states = list(states)
         outputs: list[Tensor] = []
         trace: list[Tensor] = []
@@ -307,6 +314,77 @@ class ConvLSTM(nn.Module):
         out = torch.cat(outputs).view(steps, batch, *outputs[0].shape[1:]).transpose(0, 1).contiguous()
         return out, torch.stack(trace, dim=1) if record else None, states
 
+    #: Run one video on two threads (``_run_two_threads``) when torch has at least two CPU threads. A class
+    #: attribute, so that a test or a benchmark can switch it off.
+    TWO_THREADS = True
+
+    def _two_threads(self, x: Tensor, record: bool) -> bool:
+        """Whether ``_run`` splits its layers over two threads: on the CPU, one video (a batch of 2 already
+        keeps two cores busy: two single-threaded layers run it ~1.3x slower), more than one block of steps,
+        more than one layer, no recorded gates."""
+        return (self.TWO_THREADS and x.device.type == "cpu" and x.shape[0] == 1 and len(self.cells) > 1
+                and not record and x.shape[1] > self.INPUT_BLOCK and torch.get_num_threads() > 1)
+
+    def _run_two_threads(
+        self, x: Tensor, mask: Tensor | None, states: States, split: list, saved: list[list[Block]] | None,
+    ) -> tuple[Tensor, None, States]:
+        """``_run`` with the layers split over two threads, one torch thread each: this thread runs the first
+        layer block by block, and the input convolution of the second on each finished block; a helper thread
+        runs the other layers on the blocks it is handed. Each recurrence is sequential and its per-step
+        convolutions are too small to keep two cores busy (two threads make a batch-1 ConvLSTM only ~1.2x
+        faster); two layers at once do. The same operations in the same order: the same numbers.
+        """
+        batch, steps = x.shape[:2]
+        handoff: queue.Queue = queue.Queue(maxsize=2)  # bounds how far the first layer runs ahead
+        outputs: list[Tensor] = []
+        failure: list[BaseException] = []
+        grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()
+
+        def upper_layers() -> None:
+            torch.set_num_threads(1)  # this thread's own (OpenMP) team size
+            with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+                while (item := handoff.get()) is not None:
+                    if failure:
+                        continue  # drain, so that the first layer never waits on a full queue
+                    try:
+                        keep, inputs, x_gates = item
+                        for layer in range(1, len(self.cells)):
+                            block, _, states[layer] = self._layer_fast(
+                                self.cells[layer], split[layer], inputs, keep, states[layer], False,
+                                x_gates=x_gates if layer == 1 else None,
+                            )
+                            if saved is not None:
+                                saved[layer].append(block)
+                            inputs = block.outputs
+                        outputs.append(inputs)
+                    except BaseException as error:  # re-raised in the calling thread
+                        failure.append(error)
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        helper = threading.Thread(target=upper_layers, name="convlstm-upper-layers", daemon=True)
+        helper.start()
+        try:
+            w_x, pad = split[1][0], self.cells[1].gates.padding
+            for start in range(0, steps, self.INPUT_BLOCK):
+                if failure:
+                    break
+                stop = min(start + self.INPUT_BLOCK, steps)
+                inputs = channels_last(x[:, start:stop].transpose(0, 1).reshape(-1, *x.shape[2:]))
+                keep = self._selects(None if mask is None else mask[:, start:stop], stop - start)
+                block, _, states[0] = self._layer_fast(self.cells[0], split[0], inputs, keep, states[0], False)
+                if saved is not None:
+                    saved[0].append(block)
+                handoff.put((keep, block.outputs, F.conv2d(block.outputs, w_x, None, padding=pad)))
+        finally:
+            handoff.put(None)
+            helper.join()
+            torch.set_num_threads(threads)
+        if failure:
+            raise failure[0]
+        out = torch.cat(outputs).view(steps, batch, *outputs[0].shape[1:]).transpose(0, 1).contiguous()
+        return out, None, states
+
     @staticmethod
     def _selects(mask: Tensor | None, steps: int) -> list[Tensor | None]:
         """Per step: None where every video is valid (no select needed), else mask[:, t] as (B, 1, 1, 1)."""
@@ -319,20 +397,21 @@ class ConvLSTM(nn.Module):
     @staticmethod
     def _layer_fast(
         cell: ConvLSTMCell, split: tuple[Tensor, Tensor, Tensor | None], inputs: Tensor, keep: list[Tensor | None],
-        state: tuple[Tensor, Tensor] | None, record: bool,
+        state: tuple[Tensor, Tensor] | None, record: bool, x_gates: Tensor | None = None,
     ) -> tuple[Block, list[Tensor], tuple[Tensor, Tensor]]:
         """One layer over a block of K steps: the input part of the gates for the whole block in one
         convolution, the hidden part and the gate update per step.
 
         split (W_x, W_h, b) from ``split_gate_weights``; inputs (K B, C_in, H, W) step-major; ``keep`` from
         ``_selects``; state (h, c) or None (zero) -> (the ``Block``, the gates (B, 3 C_h, H, W) per step if
-        ``record`` else [], the state after the block).
+        ``record`` else [], the state after the block). ``x_gates``: W_x * inputs, if already computed.
         """
         w_x, w_h, bias = split
         steps, n, pad = len(keep), cell.hidden_channels, cell.gates.padding
         batch, (_, _, height, width) = inputs.shape[0] // steps, inputs.shape
         # W_x * x_t for every step of the block in one convolution over its K B frames.
-        x_gates = F.conv2d(inputs, w_x, None, padding=pad)
+        if x_gates is None:
+            x_gates = F.conv2d(inputs, w_x, None, padding=pad)
         layout = dict(dtype=inputs.dtype, device=inputs.device, memory_format=CHANNELS_LAST)
         gates = torch.empty(steps * batch, 4 * n, height, width, **layout)
         # The states stay in the input's dtype: under CUDA's bf16 autocast the gates come out in bf16.
@@ -344,13 +423,19 @@ class ConvLSTM(nn.Module):
             hidden[:batch], cells[:batch] = state
         masked = any(k is not None for k in keep)
         outputs = torch.empty(steps * batch, n, height, width, **layout) if masked else hidden[batch:]
+        # One video's one-channel hidden map (the top layer's, in inference): where both layouts are the same
+        # memory, the CPU's convolution for so small an input runs ~2.5x faster when it is told NCHW.
+        one_map = n == 1 and batch == 1 and inputs.device.type == "cpu"
         trace = []
         for t, k in enumerate(keep):
             now, after = slice(t * batch, (t + 1) * batch), slice((t + 1) * batch, (t + 2) * batch)
             if t == 0 and state is None:  # before a sequence's first step h = 0, so W_h * h = 0
                 z = x_gates[now] if bias is None else x_gates[now] + bias.view(-1, 1, 1)
             else:  # in place on the convolution's own output
-                z = F.conv2d(hidden[now], w_h, bias, padding=pad).add_(x_gates[now])
+                h = hidden[now]
+                if one_map:
+                    h = h.as_strided(h.shape, (height * width, height * width, width, 1))
+                z = F.conv2d(h, w_h, bias, padding=pad).add_(x_gates[now])
             s = torch.sigmoid(z, out=gates[now])
             if k is None:
                 gate_update(s, cells[now], out=(hidden[after], cells[after]))

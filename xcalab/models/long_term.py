@@ -32,6 +32,7 @@ from __future__ import annotations
 from typing import Literal, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from xcalab.config import LONG_TERM_MODES
@@ -75,15 +76,31 @@ class SpatialAttention(nn.Sequential):
         the output are kept for backward instead of ~50 channels per map (1 GB of the 3 GB a training step
         holds at T = 512). Under autocast (CUDA's bf16) it runs as written.
         """
+        conv1, bn1, _, conv2, bn2, _, conv3, _ = self
         if (
             self.training and torch.is_grad_enabled() and len(frames) > self.CHUNK
             and not torch.is_autocast_enabled(frames.device.type)
         ):
-            conv1, bn1, _, conv2, bn2, _, conv3, _ = self
             params = (conv1.weight, conv1.bias, bn1.weight, bn1.bias, conv2.weight, conv2.bias, bn2.weight, bn2.bias,
                       conv3.weight, conv3.bias)
             return _ChunkedTraining.apply(self, frames, *params)
+        if not self.training and bn1.track_running_stats and bn2.track_running_stats:
+            # BatchNorm with its running statistics is an affine map per channel: folded into the convolution
+            # before it (the same function up to float rounding; the CPU's channels-last BatchNorm took as
+            # long as the convolution).
+            hidden = torch.relu_(F.conv2d(frames, *_fold(conv1, bn1), padding=conv1.padding))
+            hidden = torch.relu_(F.conv2d(hidden, *_fold(conv2, bn2), padding=conv2.padding))
+            return torch.sigmoid_(conv3(hidden))
         return super().forward(frames)
+
+
+def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
+    """(weight, bias) of conv followed by ``bn`` in eval mode: w gamma / sigma, (b - mean) gamma / sigma + beta,
+    sigma = sqrt(running variance + eps)."""
+    scale = bn.weight * (bn.running_var + bn.eps).rsqrt()
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    weight = (conv.weight * scale.view(-1, 1, 1, 1)).contiguous(memory_format=torch.channels_last)
+    return weight, (bias - bn.running_mean) * scale + bn.bias
 
 
 def _batch_statistics(sums: Tensor, squares: Tensor, count: int, bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
@@ -324,7 +341,7 @@ class LongTermAttention(nn.Module):
     def _spatial(self, maps: Tensor, step_mask: Tensor | None) -> Tensor:
         """SA on (B, T, 1, S, S) maps; with a mask only valid maps are scored (and set BN's statistics)."""
         frames = maps.flatten(0, 1)  # (B*T, 1, S, S): SA is per map
-        if step_mask is None:
+        if step_mask is None or bool(step_mask.all()):
             return self._score(frames).view_as(maps)
         valid = step_mask.flatten().nonzero().squeeze(1)
         scored = self._score(frames.index_select(0, valid))
