@@ -198,6 +198,7 @@ def sa_pair(dtype, momentum=0.1):
     """Two SpatialAttention modules with the same weights: one run as written (nn.Sequential), one chunked."""
     torch.manual_seed(7)
     chunked = SpatialAttention().to(dtype).train()
+    chunked.CHUNKED_ABOVE = 16  # chunks from 17 maps on (the default waits for 129)
     for bn in (chunked[1], chunked[4]):
         bn.momentum = momentum
         with torch.no_grad():  # not the defaults, so that a wrong update shows
@@ -261,8 +262,9 @@ def test_sa_chunks_keep_only_input_and_output_and_run_only_when_needed():
     out = chunked(frames)
     kept = out.grad_fn.saved_tensors
     assert len(kept) == 2 and kept[0].shape == kept[1].shape == (20, 1, 8, 8)
-    # Not chunked: a chunk's worth of maps, no gradients, eval mode.
+    # Not chunked: up to CHUNKED_ABOVE maps, no gradients, eval mode.
     assert "_Chunked" not in type(chunked(frames[:16]).grad_fn).__name__
+    assert "_Chunked" not in type(SpatialAttention()(frames).grad_fn).__name__  # 20 maps <= 128
     with torch.no_grad():
         assert chunked(frames).grad_fn is None
     chunked.eval()
@@ -275,7 +277,7 @@ def test_sa_chunks_keep_only_input_and_output_and_run_only_when_needed():
 
 def test_sa_chunks_gradcheck_float64():
     chunked, _ = sa_pair(torch.float64)
-    chunked.CHUNK = 3  # 7 maps: chunks of 3, 3 and 1
+    chunked.CHUNK, chunked.CHUNKED_ABOVE = 3, 3  # 7 maps: chunks of 3, 3 and 1
     frames = torch.randn(7, 1, 4, 4, dtype=torch.float64, requires_grad=True)
     weight = chunked[3].weight.detach().clone().requires_grad_(True)
 
