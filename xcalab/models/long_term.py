@@ -170,7 +170,8 @@ class _ChunkedTraining(torch.autograd.Function):
 
         def back_to_y2(chunk: Tensor, a: Tensor, da: Tensor, weights: bool):
             """Recompute a chunk up to BN2 and go back from the output to dL/dy2 (BN2's output side)."""
-            r1 = norm1.relu(conv1(chunk))
+            z1 = conv1(chunk)
+            r1 = norm1.relu(z1)
             z2 = conv2(r1)
             r2 = norm2.relu(z2)
             dz3 = da * a * (1 - a)  # sigmoid'
@@ -178,24 +179,23 @@ class _ChunkedTraining(torch.autograd.Function):
             if weights:
                 grads["w3"] += dw3
                 grads["b3"] += db3
-            return r1, z2, dr2 * (r2 > 0)
+            return z1, r1, z2, dr2 * (r2 > 0)
 
         # Pass 1: BN2's sums of dy and dy * x_hat
         dy_sum2 = dyx_sum2 = 0.0
         for chunk, a, da in chunks:
-            _, z2, dy2 = back_to_y2(chunk, a, da, weights=True)
+            _, _, z2, dy2 = back_to_y2(chunk, a, da, weights=True)
             dy_sum, dyx_sum = norm2.sums(dy2, z2)
             dy_sum2, dyx_sum2 = dy_sum2 + dy_sum, dyx_sum2 + dyx_sum
         # Pass 2: through BN2 and conv2; BN1's sums
         dy1s, dy_sum1, dyx_sum1 = [], 0.0, 0.0
         for chunk, a, da in chunks:
-            r1, z2, dy2 = back_to_y2(chunk, a, da, weights=False)
+            z1, r1, z2, dy2 = back_to_y2(chunk, a, da, weights=False)
             dz2 = norm2.backward(dy2, z2, dy_sum2, dyx_sum2, count)
             dr1, dw2, db2 = _conv_backward(conv2, dz2, r1, (True, True, True))
             grads["w2"] += dw2
             grads["b2"] += db2
             dy1 = dr1 * (r1 > 0)
-            z1 = conv1(chunk)
             dy_sum, dyx_sum = norm1.sums(dy1, z1)
             dy_sum1, dyx_sum1 = dy_sum1 + dy_sum, dyx_sum1 + dyx_sum
             dy1s.append(dy1)
